@@ -1,0 +1,1 @@
+from sa2va.errors import Sa2VAError, Sa2VAInputError, Sa2VAConfigError, Sa2VACheckpointError
