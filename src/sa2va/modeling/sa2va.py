@@ -1,0 +1,376 @@
+"""`Sa2VAModel`: a transformers MLLM whose `[SEG]` tokens, projected to 256-d, prompt SAM2.
+
+Inference path of one request (REFERENCE_SPEC §12):
+text + frames → `Sa2VAProcessor` → MLLM greedy generation (last-layer post-norm states kept for generated tokens only)
+→ states where `[SEG]` is the input token → `text_hidden_fcs` → SAM2 mask decoder on features encoded once per frame
+→ two-stage bilinear upsample → bool masks at the original size.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, PreTrainedModel, Sam2Model
+
+from sa2va.configuration import Sa2VAConfig
+from sa2va.errors import Sa2VAInputError
+from sa2va.grounding.gcg import parse_grounded_text
+from sa2va.grounding.masks import logits_to_masks
+from sa2va.grounding.visual_prompts import check_mask_prompts, masks_from_geometry, region_cells
+from sa2va.modeling.mllm import build_mllm, generate_with_states, internvl_image_features, internvl_splice
+from sa2va.modeling.projector import build_text_hidden_fcs
+from sa2va.modeling.sam2_prompt import Sam2ImageFeatures, decode_language_prompts, encode_images
+from sa2va.outputs import ChatHistory, Sa2VAOutput
+from sa2va.processing import prompts
+from sa2va.processing.images import to_rgb
+from sa2va.processing.processor import MLLMInputs, Sa2VAProcessor
+
+logger = logging.getLogger(__name__)
+
+
+class Sa2VAModel(PreTrainedModel):
+    """Sa2VA: chat, referring segmentation, grounded captions and visual-prompt questions on images and videos.
+
+    Submodules (native layout key prefixes): `mllm` (transformers InternVL / Qwen2.5-VL / Qwen3-VL), `text_hidden_fcs`
+    (D → 256) and `sam2` (transformers `Sam2Model`: vision encoder, prompt encoder, mask decoder).
+
+    Attributes:
+        processor: the checkpoint's :class:`Sa2VAProcessor` (tokenizer, chat template), attached by `from_pretrained`
+            or :meth:`attach_processor`; `predict*` use it unless one is passed.
+        logits_processors: extra `LogitsProcessor`s applied to every generation. This is the documented hook for
+            steering or teacher-forcing answers (see `sa2va.testing.teacher_forcing`); empty by default.
+    """
+
+    config_class = Sa2VAConfig
+    base_model_prefix = "sa2va"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _no_split_modules = [
+        "Qwen2DecoderLayer",
+        "LlamaDecoderLayer",
+        "Qwen2_5_VLDecoderLayer",
+        "Qwen3VLTextDecoderLayer",
+        "Qwen2_5_VLVisionBlock",
+        "Qwen3VLVisionBlock",
+        "InternVLVisionLayer",
+        "Sam2Model",
+    ]
+
+    def __init__(self, config: Sa2VAConfig):
+        super().__init__(config)
+        self.mllm = build_mllm(config.mllm_config)
+        self.text_hidden_fcs = build_text_hidden_fcs(config.hidden_size, config.prompt_dim)
+        self.sam2 = Sam2Model(config.sam2_config)
+        self.processor: Sa2VAProcessor | None = None
+        self.logits_processors: list[LogitsProcessor] = []
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            module.weight.data.normal_(mean=0.0, std=0.02)
+            if module.bias is not None:
+                module.bias.data.zero_()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.mllm.get_input_embeddings()
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.mllm.get_output_embeddings()
+
+    # ------------------------------------------------------------------ persistence
+    def attach_processor(self, processor: Sa2VAProcessor) -> None:
+        """Attach the tokenizer/processor this model was trained with; records the `[SEG]` id in the config."""
+        self.processor = processor
+        self.config.seg_token_id = processor.seg_token_id
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
+        """Save config and safetensors weights, plus the attached tokenizer/processor files."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if self.processor is not None:
+            self.processor.save_pretrained(save_directory)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, **kwargs) -> Sa2VAModel:
+        """Load a model saved by :meth:`save_pretrained` and its tokenizer/processor when present."""
+        kwargs.setdefault("trust_remote_code", False)
+        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        if os.path.isdir(pretrained_model_name_or_path) and _has_tokenizer(pretrained_model_name_or_path):
+            model.attach_processor(Sa2VAProcessor.from_pretrained(pretrained_model_name_or_path, model.config))
+        return model
+
+    # ------------------------------------------------------------------ reference drop-in
+    def predict_forward(
+        self,
+        image: Image.Image | None = None,
+        video: list[Image.Image] | None = None,
+        text: str | None = None,
+        past_text: str = "",
+        mask_prompts: list[np.ndarray] | np.ndarray | None = None,
+        tokenizer=None,
+        processor=None,
+    ) -> dict:
+        """The reference's `predict_forward`, same arguments and keys.
+
+        Args:
+            image: one image (PIL, or an array the library converts).
+            video: frames of one video.
+            text: the user turn; `<image>` marks where visual tokens go.
+            past_text: previous turns, as returned in `past_text` by the previous call.
+            mask_prompts: `[(num_regions, H, W)]` region masks (InternVL checkpoints only).
+            tokenizer, processor: optional; the model carries its own.
+
+        Returns:
+            `{"prediction": str, "prediction_masks": [bool (T, H, W), ...], "past_text": str}`; `prediction` keeps
+            special tokens, one mask per `[SEG]` in order.
+        """
+        output = self.predict(
+            image=image,
+            video=video,
+            text=text,
+            history=ChatHistory(past_text=past_text or ""),
+            mask_prompts=mask_prompts,
+            processor=self._processor_from(tokenizer, processor),
+        )
+        return {"prediction": output.raw_text, "prediction_masks": output.masks, "past_text": output.history.past_text}
+
+    # ------------------------------------------------------------------ typed API
+    @torch.inference_mode()
+    def predict(
+        self,
+        image=None,
+        video=None,
+        text: str | None = None,
+        history: ChatHistory | None = None,
+        mask_prompts=None,
+        region_boxes: np.ndarray | None = None,
+        region_points: np.ndarray | None = None,
+        processor: Sa2VAProcessor | None = None,
+    ) -> Sa2VAOutput:
+        """Answer one turn about an image, a video, or text only.
+
+        Args:
+            image: an image (PIL; numpy `(H, W)`, `(H, W, 3|4)`; grayscale, RGBA and 16-bit are converted).
+            video: a non-empty list of frames of one size. The MLLM sees the first `config.num_key_frames`.
+            text: the user text.
+            history: the previous turns (`output.history` of the previous call); pass the same image again.
+            mask_prompts: `(num_regions, H, W)` region masks for "region1", "region2", ... (InternVL checkpoints).
+            region_boxes: `(num_regions, 4)` xyxy pixel boxes, turned into region masks by SAM2 first.
+            region_points: `(num_regions, 2)` xy pixel clicks, turned into region masks by SAM2 first.
+            processor: overrides the attached processor.
+
+        Returns:
+            Text, masks (one bool `(T, H, W)` per `[SEG]`), GCG phrases and the updated history.
+
+        Raises:
+            Sa2VAInputError: empty text, unreadable or 0-sized image, empty video, wrong-size mask prompt, visual
+                prompts on a checkpoint not trained with them.
+        """
+        history = history or ChatHistory()
+        batch = self._prepare(image, video, text, history, mask_prompts, region_boxes, region_points, processor)
+        return self._run([batch], [history])[0]
+
+    @torch.inference_mode()
+    def predict_batch(
+        self,
+        images: list,
+        texts: list[str],
+        processor: Sa2VAProcessor | None = None,
+    ) -> list[Sa2VAOutput]:
+        """Answer many single-turn questions in one left-padded batch; `images[i]` may be `None` (text only).
+
+        Returns:
+            One output per question, equal to what :meth:`predict` gives for it alone (up to batch numerics).
+        """
+        if len(images) != len(texts):
+            raise Sa2VAInputError(f"got {len(images)} images but {len(texts)} texts; give one text per image.")
+        if not texts:
+            return []
+        requests = [self._prepare(im, None, t, ChatHistory(), None, None, None, processor) for im, t in zip(images, texts)]
+        return self._run(requests, [ChatHistory() for _ in texts])
+
+    # ------------------------------------------------------------------ internals
+    def _processor_from(self, tokenizer, processor) -> Sa2VAProcessor | None:
+        if isinstance(processor, Sa2VAProcessor):
+            return processor
+        if processor is not None:  # a transformers Qwen-VL processor, as the reference takes
+            return Sa2VAProcessor(self.config, processor.tokenizer, processor)
+        if tokenizer is not None:
+            return Sa2VAProcessor(self.config, tokenizer, self.processor.mllm_processor if self.processor else None)
+        return None
+
+    def _prepare(self, image, video, text, history, mask_prompts, region_boxes, region_points, processor):
+        processor = processor or self.processor
+        if processor is None:
+            raise Sa2VAInputError(
+                "this model has no tokenizer attached: load it with Sa2VAModel.from_pretrained(folder) or pass "
+                "tokenizer=/processor=."
+            )
+        if not isinstance(text, str) or not text.replace(prompts.IMAGE_TAG, "").strip():
+            raise Sa2VAInputError(f"text must be a non-empty string, got {text!r}.")
+        if image is not None and video is not None:
+            raise Sa2VAInputError("give an image or a video, not both.")
+        frames, is_video = None, False
+        if image is not None:
+            frames = [to_rgb(image)]
+        elif video is not None:
+            frames, is_video = _video_frames(video), True
+        wants_regions = any(x is not None for x in (mask_prompts, region_boxes, region_points))
+        if wants_regions:
+            if not self.config.is_internvl:
+                raise Sa2VAInputError(
+                    f"this {self.config.family} checkpoint was not trained with visual prompts; mask_prompts, "
+                    "region_boxes and region_points need an InternVL-based Sa2VA checkpoint."
+                )
+            if frames is None or is_video:
+                raise Sa2VAInputError("visual prompts need a single image (not a video, not text only).")
+            if history.past_text:
+                raise Sa2VAInputError("visual prompts can only be given on the first turn of a conversation.")
+        request = _Request(text=text, frames=frames, is_video=is_video, processor=processor, history=history)
+        cells = None
+        if wants_regions:
+            size = frames[0].size
+            if mask_prompts is not None:
+                region_masks = check_mask_prompts(mask_prompts, size)
+            else:
+                features = request.sam2_features(self)
+                region_masks = masks_from_geometry(self.sam2, features, size, boxes=region_boxes, points=region_points)
+            cells = region_cells(region_masks, processor.region_grid)
+        mllm_frames = frames[: self.config.num_key_frames] if is_video else frames
+        request.inputs = processor.prepare(text, mllm_frames, history.past_text, cells, is_video)
+        return request
+
+    def _generation_config(self, processor: Sa2VAProcessor) -> GenerationConfig:
+        tokenizer = processor.tokenizer
+        stop_ids = processor.stop_token_ids
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
+        return GenerationConfig(
+            max_new_tokens=self.config.max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            eos_token_id=stop_ids,
+            pad_token_id=pad,
+            bos_token_id=tokenizer.bos_token_id,
+        )
+
+    def _model_inputs(self, requests: list[_Request]) -> dict[str, torch.Tensor]:
+        """Left-pad the requests into one batch of `generate` inputs."""
+        inputs = [r.inputs for r in requests]
+        pad_id = self._generation_config(requests[0].processor).pad_token_id
+        length = max(x.input_ids.shape[0] for x in inputs)
+        mask = torch.zeros(len(inputs), length, dtype=torch.long)
+        for i, x in enumerate(inputs):
+            mask[i, length - x.input_ids.shape[0] :] = 1
+        if self.config.is_internvl:
+            rows = []
+            for x in inputs:
+                features = internvl_image_features(self.mllm, x.pixel_values) if x.pixel_values is not None else None
+                rows.append(internvl_splice(self.mllm, x.input_ids, features, x.region_cells))
+            embeds = rows[0].new_zeros(len(rows), length, rows[0].shape[-1])
+            for i, row in enumerate(rows):
+                embeds[i, length - row.shape[0] :] = row
+            return {"inputs_embeds": embeds, "attention_mask": mask.to(self.device)}
+        ids = torch.full((len(inputs), length), pad_id, dtype=torch.long)
+        token_types = torch.zeros(len(inputs), length, dtype=torch.long)
+        for i, x in enumerate(inputs):
+            ids[i, length - x.input_ids.shape[0] :] = x.input_ids
+            if "mm_token_type_ids" in x.extra:
+                token_types[i, length - x.input_ids.shape[0] :] = x.extra["mm_token_type_ids"][0]
+        batch = {"input_ids": ids, "attention_mask": mask, "mm_token_type_ids": token_types}
+        pixel_values = [x.pixel_values for x in inputs if x.pixel_values is not None]
+        if pixel_values:
+            batch["pixel_values"] = torch.cat(pixel_values).to(self.mllm.dtype)
+            batch["image_grid_thw"] = torch.cat([x.extra["image_grid_thw"] for x in inputs if x.pixel_values is not None])
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def _run(self, requests: list[_Request], histories: list[ChatHistory]) -> list[Sa2VAOutput]:
+        processor = requests[0].processor
+        logits_processor = LogitsProcessorList(self.logits_processors) if self.logits_processors else None
+        result = generate_with_states(
+            self.mllm, self._model_inputs(requests), self._generation_config(processor), logits_processor
+        )
+        stops = set(processor.stop_token_ids)
+        seg_id = processor.seg_token_id
+        outputs = []
+        for row, request in enumerate(requests):
+            ids = result.sequences[row].tolist()
+            length = next((i + 1 for i, t in enumerate(ids) if t in stops), len(ids))
+            # the state of the last generated token is never computed: a trailing [SEG] is dropped (reference §1.6)
+            seg_positions = [i for i in range(length - 1) if ids[i] == seg_id]
+            raw_text = processor.decode(result.sequences[row, :length])
+            masks: list[np.ndarray] = []
+            if request.frames is not None and seg_positions:
+                states = result.input_states[row, seg_positions]  # (num_seg, D)
+                masks = self._segment(request, states)
+            clean, phrases = parse_grounded_text(raw_text)
+            past = prompts.next_past_text(request.inputs.prompt, raw_text, processor.answer_suffix)
+            history = ChatHistory(past_text=past, turns=[*histories[row].turns, (request.text, clean)])
+            outputs.append(Sa2VAOutput(text=clean, raw_text=raw_text, masks=masks, phrases=phrases, history=history))
+        return outputs
+
+    def _segment(self, request: _Request, seg_states: torch.Tensor) -> list[np.ndarray]:
+        """One bool `(T, H, W)` mask per `[SEG]` state, `T` = frames given (all must be key frames for now)."""
+        num_frames = len(request.frames)
+        if num_frames > self.config.num_key_frames:
+            raise Sa2VAInputError(
+                f"segmenting a {num_frames}-frame video needs SAM2 memory propagation beyond the "
+                f"{self.config.num_key_frames} key frames, which this version does not provide yet; pass at most "
+                f"{self.config.num_key_frames} frames."
+            )
+        embeddings = self.text_hidden_fcs(seg_states.to(self.text_hidden_fcs[0].weight.dtype))  # (N, 256)
+        features = request.sam2_features(self)  # one backbone pass per frame, shared by every [SEG]
+        prediction = decode_language_prompts(
+            self.sam2, features, embeddings[None].expand(num_frames, -1, -1)
+        )  # low_res_logits: (T, N, S/4, S/4)
+        width, height = request.frames[0].size
+        masks = []
+        for i in range(embeddings.shape[0]):
+            logits = prediction.low_res_logits[:, i]  # (T, h, w)
+            masks.append(logits_to_masks(logits, (height, width), self.config.sam2_image_size).cpu().numpy())
+        return masks
+
+
+class _Request:
+    """One prepared turn: its frames, MLLM inputs and (lazily) SAM2 features, computed at most once."""
+
+    def __init__(self, text, frames, is_video, processor, history):
+        self.text = text
+        self.frames: list[Image.Image] | None = frames
+        self.is_video = is_video
+        self.processor: Sa2VAProcessor = processor
+        self.history = history
+        self.inputs: MLLMInputs | None = None
+        self._features: Sam2ImageFeatures | None = None
+
+    def sam2_features(self, model: Sa2VAModel) -> Sam2ImageFeatures:
+        if self._features is None:
+            pixels = self.processor.sam2_inputs(self.frames)
+            self._features = encode_images(model.sam2, pixels)
+        return self._features
+
+
+def _video_frames(video) -> list[Image.Image]:
+    if isinstance(video, np.ndarray):
+        if video.ndim != 4:
+            raise Sa2VAInputError(f"a video array must be (T, H, W, 3), got shape {video.shape}.")
+        video = list(video)
+    if not isinstance(video, (list, tuple)) or len(video) == 0:
+        raise Sa2VAInputError("video must be a non-empty list of frames (or a (T, H, W, 3) array).")
+    frames = [to_rgb(frame) for frame in video]
+    sizes = {frame.size for frame in frames}
+    if len(sizes) > 1:
+        raise Sa2VAInputError(f"all video frames must have one size, got {sorted(sizes)}.")
+    return frames
+
+
+def _has_tokenizer(path: str | os.PathLike) -> bool:
+    return any(os.path.exists(os.path.join(path, f)) for f in ("tokenizer.json", "tokenizer_config.json"))
+
+
+__all__ = ["Sa2VAModel"]

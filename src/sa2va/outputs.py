@@ -1,0 +1,44 @@
+"""Typed results of Sa2VA inference."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sa2va.grounding.gcg import GroundedPhrase
+
+
+@dataclass
+class ChatHistory:
+    """A conversation so far, to pass back as `history=` for the next turn.
+
+    Attributes:
+        past_text: the previous turns exactly as the model saw them (the reference's `past_text`).
+        turns: `(user text, clean answer)` pairs, for display.
+    """
+
+    past_text: str = ""
+    turns: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Sa2VAOutput:
+    """One answer.
+
+    Attributes:
+        text: the answer with special tokens, `<p>`/`</p>` and `[SEG]` removed.
+        raw_text: the answer as generated, special tokens kept (the reference's `prediction`).
+        masks: one bool array `(num_frames, height, width)` per `[SEG]`, in order (`num_frames == 1` for an image).
+        phrases: grounded phrases of a GCG answer, each with the index of its mask in `masks`.
+        history: the conversation including this turn.
+    """
+
+    text: str
+    raw_text: str
+    masks: list[np.ndarray] = field(default_factory=list)
+    phrases: list[GroundedPhrase] = field(default_factory=list)
+    history: ChatHistory = field(default_factory=ChatHistory)
+
+
+__all__ = ["Sa2VAOutput", "ChatHistory", "GroundedPhrase"]

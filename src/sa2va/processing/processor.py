@@ -1,0 +1,213 @@
+"""`Sa2VAProcessor`: text, frames and region masks of one request in, MLLM inputs out.
+
+InternVL checkpoints: our own tiling (`processing/images.py`) and the reference prompt strings with the checkpoint's
+tokenizer. Qwen-VL checkpoints: the checkpoint's own transformers processor and chat template.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+from PIL import Image
+from transformers import AutoProcessor, AutoTokenizer, PreTrainedTokenizerBase, ProcessorMixin
+
+from sa2va.configuration import Sa2VAConfig
+from sa2va.errors import Sa2VACheckpointError, Sa2VAInputError
+from sa2va.processing import prompts
+from sa2va.processing.images import internvl_pixel_values, qwen_fetch_resize, sam2_pixel_values
+
+
+@dataclass
+class MLLMInputs:
+    """Prepared MLLM inputs of one request.
+
+    Attributes:
+        prompt: the full prompt text (after `past_text`), as tokenized.
+        input_ids: `(seq,)` token ids.
+        pixel_values: InternVL `(num_tiles, 3, 448, 448)`; Qwen-VL flattened patches `(num_patches, C)`; or `None`.
+        extra: family-specific tensors (`image_grid_thw`, `mm_token_type_ids`, `attention_mask` for Qwen-VL).
+        region_cells: `(num_regions, 256)` bool visual-prompt cells (InternVL), or `None`.
+    """
+
+    prompt: str
+    input_ids: torch.Tensor
+    pixel_values: torch.Tensor | None = None
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
+    region_cells: torch.Tensor | None = None
+
+
+class Sa2VAProcessor:
+    """Tokenizer (+ Qwen-VL processor) and the reference's prompt rules for one checkpoint.
+
+    Args:
+        config: the model config (family, template, tiling and pixel budgets).
+        tokenizer: the checkpoint's tokenizer, carrying `[SEG] <p> </p> <vp> </vp>`.
+        mllm_processor: for Qwen-VL families, the checkpoint's `Qwen2_5_VLProcessor` / `Qwen3VLProcessor`.
+    """
+
+    def __init__(
+        self,
+        config: Sa2VAConfig,
+        tokenizer: PreTrainedTokenizerBase,
+        mllm_processor: ProcessorMixin | None = None,
+    ):
+        if not config.is_internvl and mllm_processor is None:
+            raise Sa2VAInputError(
+                f"{config.family} checkpoints need their transformers processor (AutoProcessor.from_pretrained(path))."
+            )
+        self.config = config
+        self.tokenizer = tokenizer
+        self.mllm_processor = mllm_processor
+        missing = [t for t in prompts.SA2VA_TOKENS if t not in tokenizer.get_vocab()]
+        if missing:
+            raise Sa2VAInputError(f"tokenizer lacks the Sa2VA tokens {missing}; load the checkpoint's own tokenizer.")
+        self.seg_token_id = tokenizer.convert_tokens_to_ids(prompts.SEG_TOKEN)
+
+    # ------------------------------------------------------------------ persistence
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, config: Sa2VAConfig) -> Sa2VAProcessor:
+        """Load the tokenizer (and Qwen-VL processor) saved next to the weights; never runs remote code."""
+        try:
+            if config.is_internvl:
+                return cls(config, AutoTokenizer.from_pretrained(path, trust_remote_code=False))
+            processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
+            return cls(config, processor.tokenizer, processor)
+        except (OSError, ValueError) as error:
+            raise Sa2VACheckpointError(f"cannot load the tokenizer/processor from {path}: {error}") from error
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        if self.mllm_processor is not None:
+            self.mllm_processor.save_pretrained(path)
+        else:
+            self.tokenizer.save_pretrained(path)
+
+    # ------------------------------------------------------------------ generation settings
+    @property
+    def stop_token_ids(self) -> list[int]:
+        """Ids that end an answer: the template stop words (InternVL) or ChatML's end tokens (Qwen-VL), plus EOS."""
+        words = self.config.chat_template["stop_words"] if self.config.is_internvl else ("<|im_end|>",)
+        vocab = self.tokenizer.get_vocab()
+        ids = [vocab[w] for w in words if w in vocab]
+        if self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id not in ids:
+            ids.append(self.tokenizer.eos_token_id)
+        return ids
+
+    @property
+    def answer_suffix(self) -> str:
+        """The string closing an assistant turn."""
+        return self.config.chat_template["suffix"] if self.config.is_internvl else "<|im_end|>"
+
+    # ------------------------------------------------------------------ one request
+    def sam2_inputs(self, frames: list[Image.Image]) -> torch.Tensor:
+        """`(num_frames, 3, S, S)` SAM2 input of RGB frames."""
+        return torch.stack([sam2_pixel_values(frame, self.config.sam2_image_size) for frame in frames])
+
+    def prepare(
+        self,
+        text: str,
+        frames: list[Image.Image] | None,
+        past_text: str = "",
+        region_cells: torch.Tensor | None = None,
+        is_video: bool = False,
+    ) -> MLLMInputs:
+        """Build the prompt and model inputs of one turn.
+
+        Args:
+            text: user text; `<image>` marks where visual tokens go (InternVL; added in front when missing).
+            frames: RGB frames the MLLM sees (one image, or the video key frames), or `None` for text only.
+            past_text: previous turns as returned by the previous answer.
+            region_cells: `(num_regions, 256)` bool visual-prompt cells (InternVL only).
+            is_video: frames are video key frames (untiled for InternVL).
+
+        Returns:
+            The prepared inputs.
+        """
+        if self.config.is_internvl:
+            return self._prepare_internvl(text, frames, past_text, region_cells, is_video)
+        return self._prepare_qwen(text, frames, past_text)
+
+    def _prepare_internvl(self, text, frames, past_text, region_cells, is_video) -> MLLMInputs:
+        instruction = self.config.chat_template["instruction"]
+        if frames is None:
+            prompt = prompts.internvl_turn(text, instruction, None, past_text)
+            return MLLMInputs(prompt=prompt, input_ids=self._encode(prompt))
+        if is_video:
+            pixel_values = torch.cat([internvl_pixel_values(f, dynamic=False) for f in frames])
+        else:
+            pixel_values = internvl_pixel_values(
+                frames[0],
+                max_tiles=self.config.max_dynamic_tiles,
+                tile_size=self.config.tile_size,
+                use_thumbnail=self.config.use_thumbnail,
+            )
+        tokens_per_tile = self._tokens_per_tile()
+        if is_video:
+            placeholder = prompts.internvl_image_placeholder([tokens_per_tile] * len(frames))
+        else:
+            placeholder = prompts.internvl_image_placeholder([tokens_per_tile * pixel_values.shape[0]])
+        if region_cells is not None:
+            placeholder += prompts.region_prompt([int(n) for n in region_cells.sum(dim=1)])
+        if prompts.IMAGE_TAG not in text and prompts.IMG_CONTEXT not in past_text:
+            text = f"{prompts.IMAGE_TAG}\n{text}"  # the reference's demos prepend it on a first turn
+        if prompts.IMAGE_TAG in text and past_text:
+            raise Sa2VAInputError(
+                "'<image>' in a follow-up turn: the image is already in past_text; remove '<image>' from the text."
+            )
+        prompt = prompts.internvl_turn(text, instruction, placeholder, past_text)
+        return MLLMInputs(prompt=prompt, input_ids=self._encode(prompt), pixel_values=pixel_values,
+                          region_cells=region_cells)
+
+    def _prepare_qwen(self, text, frames, past_text) -> MLLMInputs:
+        processor = self.mllm_processor
+        images = None
+        if frames is not None:
+            images = [qwen_fetch_resize(frame) for frame in frames]
+        if past_text:
+            prompt = past_text + prompts.chatml_user_turn(text.replace(prompts.IMAGE_TAG, ""))
+        else:
+            messages = prompts.qwen_messages(text, len(frames) if frames is not None else 0)
+            prompt = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        num_slots = prompt.count(prompts.QWEN_IMAGE_PLACEHOLDER)
+        if num_slots != (len(images) if images else 0):
+            raise Sa2VAInputError(
+                f"the conversation has {num_slots} image slot(s) but {len(images) if images else 0} image(s) were "
+                "given; pass the same image (or video) again on every follow-up turn."
+            )
+        batch = processor(
+            text=[prompt],
+            images=images,
+            return_tensors="pt",
+            # the pixel budget of the reference (`min_pixels`/`max_pixels`, spelled as `size` in transformers 5)
+            size={"shortest_edge": self.config.min_pixels, "longest_edge": self.config.max_pixels},
+            return_mm_token_type_ids=True,
+        )
+        extra = {k: v for k, v in batch.items() if k not in ("input_ids", "pixel_values")}
+        return MLLMInputs(prompt=prompt, input_ids=batch["input_ids"][0], pixel_values=batch.get("pixel_values"),
+                          extra=extra)
+
+    def _tokens_per_tile(self) -> int:
+        vision = self.config.mllm_config.vision_config
+        patch = vision.patch_size[0] if isinstance(vision.patch_size, (list, tuple)) else vision.patch_size
+        grid = int(self.config.tile_size // patch * self.config.mllm_config.downsample_ratio)
+        return grid * grid
+
+    @property
+    def region_grid(self) -> int:
+        """Cells per side of one tile's feature grid (16 for InternVL at 448 px)."""
+        return int(self._tokens_per_tile() ** 0.5)
+
+    def _encode(self, prompt: str) -> torch.Tensor:
+        # default add_special_tokens=True: BOS for InternLM2/Llama tokenizers, nothing for Qwen2 ones (as the reference)
+        return torch.tensor(self.tokenizer.encode(prompt), dtype=torch.long)
+
+    def decode(self, ids: torch.Tensor) -> str:
+        """Answer text with special tokens kept, up to and including the first stop token, stripped."""
+        ids = ids.tolist()
+        stops = set(self.stop_token_ids)
+        end = next((i + 1 for i, t in enumerate(ids) if t in stops), len(ids))
+        return self.tokenizer.decode(ids[:end], skip_special_tokens=False).strip()
+
+
+__all__ = ["Sa2VAProcessor", "MLLMInputs"]

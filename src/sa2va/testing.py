@@ -1,0 +1,119 @@
+"""Tiny random-weight Sa2VA models for every family, built offline, for tests, docs and benchmarks.
+
+```python
+from sa2va.testing import tiny_model, teacher_forcing
+model = tiny_model("internvl")                       # random weights, real architecture and prompt format
+with teacher_forcing(model, "Sure, it is [SEG]."):   # make the untrained model answer this, token by token
+    out = model.predict(image=image, text="<image>\\nPlease segment the cube.")
+len(out.masks)  # 1: the [SEG] state (computed by the real forward pass) prompted SAM2
+```
+
+Families: `qwen2_5_vl`, `qwen3_vl`, `internvl` (Qwen2 LLM, `qwen_chat` template) and `internvl_llama` (Llama LLM
+standing in for InternLM2, `internlm2_chat` template, a BOS-adding tokenizer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from transformers import LogitsProcessor
+
+from sa2va.configuration import Sa2VAConfig
+from sa2va.errors import Sa2VAConfigError
+from sa2va.modeling.sa2va import Sa2VAModel
+from sa2va.processing.processor import Sa2VAProcessor
+from sa2va.testing_parts import (
+    build_processor,
+    build_tokenizer,
+    sam2_hiera_large_config,
+    special_token_ids,
+    tiny_mllm_config,
+    tiny_sam2_config,
+)
+
+FAMILIES = ("qwen2_5_vl", "qwen3_vl", "internvl", "internvl_llama")
+
+
+def tiny_config(family: str, sam2_image_size: int = 256) -> tuple[Sa2VAConfig, Sa2VAProcessor]:
+    """A tiny config and its offline-built processor (tokenizer with every special token and chat template).
+
+    Args:
+        family: one of :data:`FAMILIES`.
+        sam2_image_size: SAM2 input side (multiple of 64); real checkpoints use 1024.
+    """
+    if family not in FAMILIES:
+        raise Sa2VAConfigError(f"unknown tiny family {family!r}; expected one of {', '.join(FAMILIES)}.")
+    tokenizer = build_tokenizer(family)
+    ids = special_token_ids(tokenizer)
+    mllm_config = tiny_mllm_config(family, len(tokenizer), ids)
+    template = {"internvl": "qwen_chat", "internvl_llama": "internlm2_chat"}.get(family)
+    config = Sa2VAConfig(
+        mllm_config=mllm_config,
+        sam2_config=tiny_sam2_config(sam2_image_size),
+        template=template,
+        seg_token_id=ids["[SEG]"],
+        max_new_tokens=32,
+    )
+    return config, Sa2VAProcessor(config, tokenizer, build_processor(family, tokenizer))
+
+
+def tiny_model(family: str, seed: int = 0, sam2_image_size: int = 256) -> Sa2VAModel:
+    """A tiny random-init :class:`Sa2VAModel` of `family` with its processor attached, in eval mode on CPU.
+
+    Args:
+        family: one of :data:`FAMILIES`.
+        seed: weight-initialisation seed; the same seed gives the same weights.
+        sam2_image_size: SAM2 input side.
+    """
+    config, processor = tiny_config(family, sam2_image_size)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Sa2VAModel(config)
+    model.attach_processor(processor)
+    return model.eval()
+
+
+class ForcedAnswer(LogitsProcessor):
+    """Forces generation to emit `token_ids` in order, then the first stop id.
+
+    Only the choice of the next token is forced: every hidden state (including the `[SEG]` states that prompt SAM2)
+    still comes from the model's real forward pass over the forced prefix, exactly as in teacher forcing.
+    """
+
+    def __init__(self, token_ids: list[int], stop_id: int):
+        self.token_ids = [*token_ids, stop_id]
+        self._start: int | None = None
+        self._last_length = -1
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        length = input_ids.shape[1]
+        if self._start is None or length <= self._last_length:  # a new generate call
+            self._start = length
+        self._last_length = length
+        step = length - self._start
+        forced = self.token_ids[min(step, len(self.token_ids) - 1)]
+        out = torch.full_like(scores, float("-inf"))
+        out[:, forced] = 0.0
+        return out
+
+
+@contextmanager
+def teacher_forcing(model: Sa2VAModel, answer: str) -> Iterator[ForcedAnswer]:
+    """Within the block, `model` answers exactly `answer` (then its stop token), whatever it would have said.
+
+    Args:
+        model: a model with a processor attached.
+        answer: the answer text, e.g. `"Sure, it is [SEG]."` or a GCG caption with `<p> … </p> [SEG]`.
+    """
+    tokenizer = model.processor.tokenizer
+    forced = ForcedAnswer(tokenizer.encode(answer, add_special_tokens=False), model.processor.stop_token_ids[0])
+    model.logits_processors.append(forced)
+    try:
+        yield forced
+    finally:
+        model.logits_processors.remove(forced)
+
+
+__all__ = ["FAMILIES", "tiny_config", "tiny_model", "teacher_forcing", "ForcedAnswer", "sam2_hiera_large_config"]
