@@ -54,7 +54,7 @@ def tiny_config(family: str, sam2_image_size: int = 256) -> tuple[Sa2VAConfig, S
         sam2_config=tiny_sam2_config(sam2_image_size),
         template=template,
         seg_token_id=ids["[SEG]"],
-        max_new_tokens=32,
+        max_new_tokens=64,  # short: tiny tokenizers spend several tokens per word
     )
     return config, Sa2VAProcessor(config, tokenizer, build_processor(family, tokenizer))
 

@@ -98,7 +98,16 @@ def _pil_to_rgb(image: Image.Image) -> Image.Image:
     _check_size(*image.size)
     if image.mode in _HIGH_DEPTH_MODES:
         # Pillow's own I;16/I/F -> RGB conversion clips to 255 instead of rescaling, so go through numpy.
-        return _array_to_rgb(np.asarray(image), source=f"PIL mode {image.mode!r}")
+        array = np.asarray(image)
+        if image.mode == "I":
+            # int32 is what Pillow hands out for some 16-bit grayscale files: treat it as 16-bit data.
+            low, high = int(array.min()), int(array.max())
+            if low < 0 or high > 65535:
+                raise Sa2VAInputError(
+                    f"PIL image of mode 'I' has values in [{low}, {high}]; expected 16-bit data in [0, 65535]."
+                )
+            array = array.astype(np.uint16)
+        return _array_to_rgb(array, source=f"PIL mode {image.mode!r}")
     if image.mode in _ALPHA_MODES or "transparency" in image.info:
         return _composite_on_white(image.convert("RGBA"))
     if image.mode == "RGB":
@@ -156,14 +165,6 @@ def _to_uint8(array: np.ndarray, source: str) -> np.ndarray:
                 "Divide 0-255 data by 255 or pass it as uint8."
             )
         return np.rint(array.astype(np.float64) * 255.0).astype(np.uint8)
-    if source.startswith("PIL") and np.issubdtype(array.dtype, np.integer):
-        # PIL mode "I" (int32): what Pillow hands out for 16-bit grayscale files.
-        low, high = int(array.min()), int(array.max())
-        if low < 0 or high > 65535:
-            raise Sa2VAInputError(
-                f"Image ({source}) has values in [{low}, {high}]; expected 16-bit data in [0, 65535]."
-            )
-        return (array.astype(np.uint16) >> 8).astype(np.uint8)
     raise Sa2VAInputError(
         f"Image array has dtype {array.dtype}; expected uint8, uint16, bool or float in [0, 1]. "
         "Cast integer data with `.astype(np.uint8)` (values 0-255) or `.astype(np.uint16)` (0-65535)."

@@ -16,7 +16,7 @@ from transformers import AutoProcessor, AutoTokenizer, PreTrainedTokenizerBase, 
 from sa2va.configuration import Sa2VAConfig
 from sa2va.errors import Sa2VACheckpointError, Sa2VAInputError
 from sa2va.processing import prompts
-from sa2va.processing.images import internvl_pixel_values, qwen_fetch_resize, sam2_pixel_values
+from sa2va.processing.images import internvl_pixel_values, qwen_fetch_resize, sam2_pixel_values_batch
 
 
 @dataclass
@@ -102,7 +102,7 @@ class Sa2VAProcessor:
     # ------------------------------------------------------------------ one request
     def sam2_inputs(self, frames: list[Image.Image]) -> torch.Tensor:
         """`(num_frames, 3, S, S)` SAM2 input of RGB frames."""
-        return torch.stack([sam2_pixel_values(frame, self.config.sam2_image_size) for frame in frames])
+        return sam2_pixel_values_batch(frames, self.config.sam2_image_size)
 
     def prepare(
         self,
@@ -131,6 +131,11 @@ class Sa2VAProcessor:
     def _prepare_internvl(self, text, frames, past_text, region_cells, is_video) -> MLLMInputs:
         instruction = self.config.chat_template["instruction"]
         if frames is None:
+            if prompts.IMG_CONTEXT in past_text:
+                raise Sa2VAInputError(
+                    "the conversation is about an image but none was given; pass the same image (or video) again "
+                    "on every follow-up turn."
+                )
             prompt = prompts.internvl_turn(text, instruction, None, past_text)
             return MLLMInputs(prompt=prompt, input_ids=self._encode(prompt))
         if is_video:
