@@ -7,9 +7,9 @@ from PIL import Image
 
 import sa2va.modeling.sa2va as sa2va_module
 from sa2va import Sa2VAInputError, Sa2VAModel, Sa2VAOutput
+from sa2va.grounding.masks import logits_to_masks
 from sa2va.modeling.mllm import internvl_image_features, internvl_splice
 from sa2va.modeling.sam2_prompt import decode_language_prompts, encode_images
-from sa2va.grounding.masks import logits_to_masks
 from sa2va.processing.prompts import IMG_CONTEXT, QWEN_IMAGE_PLACEHOLDER
 from sa2va.testing import teacher_forcing
 
