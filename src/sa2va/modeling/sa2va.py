@@ -98,8 +98,13 @@ class Sa2VAModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, **kwargs) -> Sa2VAModel:
-        """Load a model saved by :meth:`save_pretrained` and its tokenizer/processor when present."""
+        """Load a model saved by :meth:`save_pretrained` and its tokenizer/processor when present.
+
+        Without `dtype`, weights load as bfloat16 when `device_map` places them on CUDA and float32 otherwise.
+        """
         kwargs.setdefault("trust_remote_code", False)
+        if kwargs.get("dtype") is None and kwargs.get("torch_dtype") is None:
+            kwargs["dtype"] = default_dtype(kwargs.get("device_map"))
         model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         if os.path.isdir(pretrained_model_name_or_path) and _has_tokenizer(pretrained_model_name_or_path):
             model.attach_processor(Sa2VAProcessor.from_pretrained(pretrained_model_name_or_path, model.config))
@@ -369,8 +374,18 @@ def _video_frames(video) -> list[Image.Image]:
     return frames
 
 
+def default_dtype(device_map=None) -> torch.dtype:
+    """bfloat16 when the weights go to a CUDA device, float32 on CPU (and MPS), as the reference recommends."""
+    if device_map is None or not torch.cuda.is_available():
+        return torch.float32
+    placements = device_map.values() if isinstance(device_map, dict) else [device_map]
+    on_cuda = any(str(p) in ("auto", "balanced", "sequential") or str(p).startswith("cuda") or isinstance(p, int)
+                  for p in placements)
+    return torch.bfloat16 if on_cuda else torch.float32
+
+
 def _has_tokenizer(path: str | os.PathLike) -> bool:
     return any(os.path.exists(os.path.join(path, f)) for f in ("tokenizer.json", "tokenizer_config.json"))
 
 
-__all__ = ["Sa2VAModel"]
+__all__ = ["Sa2VAModel", "default_dtype"]
