@@ -18,17 +18,18 @@ from transformers import (
     InternVLForConditionalGeneration,
     Qwen2_5_VLForConditionalGeneration,
     Qwen3VLForConditionalGeneration,
-    Sam2Config,
-    Sam2Model,
+    Sam2VideoConfig,
+    Sam2VideoModel,
 )
 
+from sa2va.configuration import sam2_hiera_large_config
 from sa2va.errors import Sa2VAConfigError
+from sa2va.modeling.sam2_prompt import decode_language_prompts, encode_images
 from sa2va.testing_parts import (
     FAMILIES,
     SA2VA_SPECIAL_TOKENS,
     build_processor,
     build_tokenizer,
-    sam2_hiera_large_config,
     special_token_ids,
     tiny_mllm_config,
     tiny_sam2_config,
@@ -353,28 +354,32 @@ def test_tiny_sam2_builds_and_keeps_256d_prompt(tmp_path: Path) -> None:
     assert config.vision_config.backbone_channel_list == list(
         reversed(config.vision_config.backbone_config.embed_dim_per_stage)
     )
+    assert config.enable_occlusion_spatial_embedding is False  # SAM2 v1
+    assert config.enable_temporal_pos_encoding_for_object_pointers is False
+    assert config.memory_attention_rope_feat_sizes == [16, 16]
     torch.manual_seed(0)
-    model = Sam2Model(config).eval()
+    model = Sam2VideoModel(config).eval()
     pixels = torch.randn(1, 3, 256, 256)
     with torch.no_grad():
         features = model.get_image_features(pixels, return_dict=True).fpn_hidden_states
-        out = model(pixel_values=pixels, input_points=torch.zeros(1, 1, 1, 2), input_labels=torch.full((1, 1, 1), -1))
+        out = decode_language_prompts(model, encode_images(model, pixels), torch.randn(1, 1, 256))
     # (H*W, batch, channels) per level: S/4 with 32 ch (conv_s0 input), S/8 with 64 ch, S/16 with 256 ch.
     assert [tuple(f.shape) for f in features] == [(64 * 64, 1, 32), (32 * 32, 1, 64), (16 * 16, 1, 256)]
     assert tuple(model.get_image_wide_positional_embeddings().shape) == (1, 256, 16, 16)
-    assert tuple(out.pred_masks.shape) == (1, 1, 3, 64, 64)
+    assert tuple(out.low_res_logits.shape) == (1, 1, 64, 64)
     config.save_pretrained(tmp_path)
-    assert Sam2Config.from_pretrained(tmp_path).to_json_string() == config.to_json_string()
+    assert Sam2VideoConfig.from_pretrained(tmp_path).to_json_string() == config.to_json_string()
 
 
 def test_sam2_hiera_large_parameter_count() -> None:
     config = sam2_hiera_large_config()
     # Meta device: count parameters without allocating ~870 MB or running anything.
     with torch.device("meta"):
-        model = Sam2Model(config)
+        model = Sam2VideoModel(config)
     n_params = sum(p.numel() for p in model.parameters())
-    # 216.9M for the image model; SAM2 hiera-L's 224.4M also counts the memory modules (Sam2VideoModel).
-    assert 210e6 < n_params < 225e6
+    # SAM2 hiera-L: 224.4M with the memory modules (216.9M for the image part alone)
+    assert 222e6 < n_params < 226e6
+    assert model.occlusion_spatial_embedding_parameter is None
     assert tuple(model.vision_encoder.backbone.pos_embed.shape) == (1, 144, 7, 7)
     assert tuple(model.vision_encoder.backbone.pos_embed_window.shape) == (1, 144, 8, 8)
     assert tuple(model.mask_decoder.conv_s0.weight.shape) == (32, 256, 1, 1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from transformers import AutoConfig, PreTrainedConfig, Sam2Config
+from transformers import AutoConfig, PreTrainedConfig, Sam2HieraDetConfig, Sam2VideoConfig, Sam2VisionConfig
 from transformers.configuration_utils import SubConfigSpec
 
 from sa2va.errors import Sa2VAConfigError
@@ -31,6 +31,54 @@ CHAT_TEMPLATES: dict[str, dict[str, object]] = {
 }
 
 
+def sam2_v1_config(
+    vision_config: Sam2VisionConfig | dict, image_size: int = 1024, mask_decoder_config: dict | None = None
+) -> Sam2VideoConfig:
+    """A transformers SAM2 (video) config with the SAM2 **v1** behaviour Sa2VA was trained with.
+
+    v1 differs from the SAM2.1 defaults of transformers: no occlusion spatial embedding and no temporal encoding of
+    object pointers (REFERENCE_SPEC §1.8, §2.5). The prompt encoder sees `image_size`, and memory-attention RoPE is
+    sized for the S/16 feature map.
+
+    Args:
+        vision_config: the image encoder (Hiera trunk + FPN) config.
+        image_size: SAM2 input side S.
+        mask_decoder_config: overrides of the default 256-d mask decoder.
+    """
+    return Sam2VideoConfig(
+        vision_config=vision_config,
+        prompt_encoder_config={"hidden_size": 256, "image_size": image_size, "patch_size": 16},
+        mask_decoder_config=mask_decoder_config or {},
+        image_size=image_size,
+        memory_attention_rope_feat_sizes=[image_size // 16, image_size // 16],
+        enable_occlusion_spatial_embedding=False,
+        enable_temporal_pos_encoding_for_object_pointers=False,
+    )
+
+
+def sam2_hiera_large_config() -> Sam2VideoConfig:
+    """SAM2 v1 hiera-large at 1024 px, the grounding model of every released Sa2VA checkpoint (REFERENCE_SPEC §1.8)."""
+    embed_dims = [144, 288, 576, 1152]
+    backbone = Sam2HieraDetConfig(
+        hidden_size=144,
+        num_attention_heads=2,
+        image_size=[1024, 1024],
+        embed_dim_per_stage=embed_dims,
+        num_attention_heads_per_stage=[2, 4, 8, 16],
+        blocks_per_stage=[2, 6, 36, 4],
+        global_attention_blocks=[23, 33, 43],
+        window_positional_embedding_background_size=[7, 7],
+        window_size_per_stage=[8, 4, 16, 8],
+    )
+    vision = Sam2VisionConfig(
+        backbone_config=backbone,
+        backbone_channel_list=list(reversed(embed_dims)),
+        backbone_feature_sizes=[[256, 256], [128, 128], [64, 64]],
+        fpn_hidden_size=256,
+    )
+    return sam2_v1_config(vision, image_size=1024)
+
+
 class Sa2VAConfig(PreTrainedConfig):
     r"""Configuration of a [`Sa2VAModel`].
 
@@ -39,7 +87,8 @@ class Sa2VAConfig(PreTrainedConfig):
             Config of the multimodal LLM: a `Qwen2_5_VLConfig`, `Qwen3VLConfig` or `InternVLConfig` (whose text model
             is Qwen2 or Llama). Its `model_type` selects the family.
         sam2_config (`dict` or `Sam2Config`):
-            Config of the SAM2 grounding model. Real checkpoints use SAM2 v1 hiera-L at 1024 px.
+            Config of the SAM2 grounding model (a transformers `Sam2VideoConfig`: image encoder, prompt encoder,
+            mask decoder and memory modules). Defaults to SAM2 v1 hiera-L at 1024 px, as every released checkpoint.
         template (`str`, *optional*):
             InternVL only: the chat template name (`qwen_chat`, `internlm2_chat`, `phi3_chat`). Qwen-VL families use
             their processor's chat template and leave this `None`.
@@ -58,7 +107,7 @@ class Sa2VAConfig(PreTrainedConfig):
     model_type = "sa2va"
     sub_configs_defaults = {
         "mllm_config": SubConfigSpec(config_class=AutoConfig, model_type="qwen2_5_vl"),
-        "sam2_config": Sam2Config,
+        "sam2_config": Sam2VideoConfig,
     }
 
     mllm_config: dict | PreTrainedConfig | None = None
@@ -75,6 +124,8 @@ class Sa2VAConfig(PreTrainedConfig):
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
+        if self.sam2_config is None:
+            self.sam2_config = sam2_hiera_large_config()
         super().__post_init__(**kwargs)
         if self.mllm_config.model_type not in MLLM_FAMILIES:
             raise Sa2VAConfigError(
@@ -129,4 +180,4 @@ class Sa2VAConfig(PreTrainedConfig):
         return CHAT_TEMPLATES[self.template] if self.is_internvl else None
 
 
-__all__ = ["Sa2VAConfig", "CHAT_TEMPLATES", "MLLM_FAMILIES"]
+__all__ = ["Sa2VAConfig", "CHAT_TEMPLATES", "MLLM_FAMILIES", "sam2_v1_config", "sam2_hiera_large_config"]

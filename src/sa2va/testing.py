@@ -20,14 +20,13 @@ from contextlib import contextmanager
 import torch
 from transformers import LogitsProcessor
 
-from sa2va.configuration import Sa2VAConfig
+from sa2va.configuration import Sa2VAConfig, sam2_hiera_large_config
 from sa2va.errors import Sa2VAConfigError
 from sa2va.modeling.sa2va import Sa2VAModel
 from sa2va.processing.processor import Sa2VAProcessor
 from sa2va.testing_parts import (
     build_processor,
     build_tokenizer,
-    sam2_hiera_large_config,
     special_token_ids,
     tiny_mllm_config,
     tiny_sam2_config,

@@ -26,13 +26,12 @@ from transformers import (
     Qwen2_5_VLConfig,
     Qwen2Config,
     Qwen3VLConfig,
-    Sam2Config,
     Sam2HieraDetConfig,
-    Sam2MaskDecoderConfig,
-    Sam2PromptEncoderConfig,
+    Sam2VideoConfig,
     Sam2VisionConfig,
 )
 
+from sa2va.configuration import sam2_v1_config
 from sa2va.errors import Sa2VAConfigError
 
 FAMILIES: tuple[str, ...] = ("qwen2_5_vl", "qwen3_vl", "internvl", "internvl_llama")
@@ -567,8 +566,8 @@ def tiny_mllm_config(family: str, vocab_size: int, special_ids: Mapping[str, int
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def tiny_sam2_config(image_size: int = 256) -> Sam2Config:
-    """Return a tiny random-init SAM2 image-model config for ``image_size`` x ``image_size`` inputs.
+def tiny_sam2_config(image_size: int = 256) -> Sam2VideoConfig:
+    """Return a tiny random-init SAM2 (v1 flags, with memory modules) config for ``image_size`` x ``image_size`` inputs.
 
     The Hiera trunk is shrunk (embed dims 16/32/64/128, 5 blocks), but the couplings of the real model hold:
     ``backbone_channel_list`` is the reversed stage dims, the FPN levels are S/4, S/8, S/16, the prompt encoder sees
@@ -578,7 +577,7 @@ def tiny_sam2_config(image_size: int = 256) -> Sam2Config:
         image_size: Input side S in pixels; a positive multiple of 32 (the Hiera trunk downsamples 32x).
 
     Returns:
-        A ``Sam2Config`` (about 3M parameters as ``Sam2Model``).
+        A ``Sam2VideoConfig`` (about 3M parameters as an image model).
 
     Raises:
         Sa2VAConfigError: If ``image_size`` is not a positive multiple of 32.
@@ -604,45 +603,9 @@ def tiny_sam2_config(image_size: int = 256) -> Sam2Config:
         backbone_feature_sizes=[[image_size // 4] * 2, [image_size // 8] * 2, [image_size // 16] * 2],
         fpn_hidden_size=256,
     )
-    prompt_encoder = Sam2PromptEncoderConfig(hidden_size=256, image_size=image_size, patch_size=16)
     # mlp_dim 512 instead of 2048 keeps the decoder small; every width the prompt touches stays 256.
-    mask_decoder = Sam2MaskDecoderConfig(hidden_size=256, mlp_dim=512, iou_head_hidden_dim=256)
-    return Sam2Config(vision_config=vision, prompt_encoder_config=prompt_encoder, mask_decoder_config=mask_decoder)
-
-
-def sam2_hiera_large_config() -> Sam2Config:
-    """Return the SAM2 v1 hiera-large image-model config Sa2VA uses (1024 px input).
-
-    Numbers from the official converter for ``sam2_hiera_large`` (REFERENCE_SPEC §1.8, §2.5): embed dims
-    144/288/576/1152, heads 2/4/8/16, blocks 2/6/36/4, global blocks 23/33/43, windows 8/4/16/8, window positional
-    background 7x7; FPN 256 over channels 1152/576/288/144; default prompt encoder and mask decoder (256-d).
-
-    Returns:
-        A ``Sam2Config`` whose ``Sam2Model`` has about 224M parameters.
-    """
-    embed_dims = [144, 288, 576, 1152]
-    backbone = Sam2HieraDetConfig(
-        hidden_size=144,
-        num_attention_heads=2,
-        image_size=[1024, 1024],
-        embed_dim_per_stage=embed_dims,
-        num_attention_heads_per_stage=[2, 4, 8, 16],
-        blocks_per_stage=[2, 6, 36, 4],
-        global_attention_blocks=[23, 33, 43],
-        window_positional_embedding_background_size=[7, 7],
-        window_size_per_stage=[8, 4, 16, 8],
-    )
-    vision = Sam2VisionConfig(
-        backbone_config=backbone,
-        backbone_channel_list=list(reversed(embed_dims)),
-        backbone_feature_sizes=[[256, 256], [128, 128], [64, 64]],
-        fpn_hidden_size=256,
-    )
-    return Sam2Config(
-        vision_config=vision,
-        prompt_encoder_config=Sam2PromptEncoderConfig(image_size=1024),
-        mask_decoder_config=Sam2MaskDecoderConfig(),
-    )
+    mask_decoder = {"hidden_size": 256, "mlp_dim": 512, "iou_head_hidden_dim": 256}
+    return sam2_v1_config(vision, image_size=image_size, mask_decoder_config=mask_decoder)
 
 
 __all__ = [
@@ -652,7 +615,6 @@ __all__ = [
     "SA2VA_SPECIAL_TOKENS",
     "build_processor",
     "build_tokenizer",
-    "sam2_hiera_large_config",
     "special_token_ids",
     "tiny_mllm_config",
     "tiny_sam2_config",

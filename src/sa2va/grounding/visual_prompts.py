@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import Sam2Model
+from transformers import Sam2VideoModel
 
 from sa2va.errors import Sa2VAInputError
 from sa2va.grounding.masks import logits_to_masks
@@ -75,7 +75,7 @@ def region_cells(masks: np.ndarray, grid: int) -> torch.Tensor:
 
 
 def masks_from_geometry(
-    sam2: Sam2Model,
+    sam2: Sam2VideoModel,
     features: Sam2ImageFeatures,
     image_size: tuple[int, int],
     boxes: np.ndarray | None = None,

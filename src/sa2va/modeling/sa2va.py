@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, PreTrainedModel, Sam2Model
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, PreTrainedModel, Sam2VideoModel
 
 from sa2va.configuration import Sa2VAConfig
 from sa2va.errors import Sa2VAInputError
@@ -37,7 +37,8 @@ class Sa2VAModel(PreTrainedModel):
     """Sa2VA: chat, referring segmentation, grounded captions and visual-prompt questions on images and videos.
 
     Submodules (native layout key prefixes): `mllm` (transformers InternVL / Qwen2.5-VL / Qwen3-VL), `text_hidden_fcs`
-    (D → 256) and `sam2` (transformers `Sam2Model`: vision encoder, prompt encoder, mask decoder).
+    (D → 256) and `sam2` (transformers `Sam2VideoModel`: vision encoder, prompt encoder, mask decoder and the
+    memory modules used to track through videos).
 
     Attributes:
         processor: the checkpoint's :class:`Sa2VAProcessor` (tokenizer, chat template), attached by `from_pretrained`
@@ -60,14 +61,14 @@ class Sa2VAModel(PreTrainedModel):
         "Qwen2_5_VLVisionBlock",
         "Qwen3VLVisionBlock",
         "InternVLVisionLayer",
-        "Sam2Model",
+        "Sam2VideoModel",
     ]
 
     def __init__(self, config: Sa2VAConfig):
         super().__init__(config)
         self.mllm = build_mllm(config.mllm_config)
         self.text_hidden_fcs = build_text_hidden_fcs(config.hidden_size, config.prompt_dim)
-        self.sam2 = Sam2Model(config.sam2_config)
+        self.sam2 = Sam2VideoModel(config.sam2_config)
         self.processor: Sa2VAProcessor | None = None
         self.logits_processors: list[LogitsProcessor] = []
         self.post_init()

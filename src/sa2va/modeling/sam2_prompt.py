@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from transformers import Sam2Model
+from transformers import Sam2VideoModel
 
 
 @dataclass
@@ -55,7 +55,7 @@ class Sam2Prediction:
     mask_tokens: torch.Tensor
 
 
-def encode_images(sam2: Sam2Model, pixel_values: torch.Tensor) -> Sam2ImageFeatures:
+def encode_images(sam2: Sam2VideoModel, pixel_values: torch.Tensor) -> Sam2ImageFeatures:
     """Run SAM2's image encoder once; gradients flow (unlike `Sam2Model.get_image_embeddings`).
 
     Args:
@@ -77,7 +77,7 @@ def encode_images(sam2: Sam2Model, pixel_values: torch.Tensor) -> Sam2ImageFeatu
     return Sam2ImageFeatures(image_embeddings=maps[-1], high_res_features=maps[:-1])
 
 
-def not_a_point_tokens(sam2: Sam2Model, batch_size: int, num_prompts: int) -> torch.Tensor:
+def not_a_point_tokens(sam2: Sam2VideoModel, batch_size: int, num_prompts: int) -> torch.Tensor:
     """The reference's empty point prompt: a dummy point with label -1 plus the encoder's own padding point.
 
     Returns:
@@ -91,7 +91,7 @@ def not_a_point_tokens(sam2: Sam2Model, batch_size: int, num_prompts: int) -> to
 
 
 def decode_masks(
-    sam2: Sam2Model,
+    sam2: Sam2VideoModel,
     features: Sam2ImageFeatures,
     sparse_embeddings: torch.Tensor,
 ) -> Sam2Prediction:
@@ -132,7 +132,7 @@ def decode_masks(
 
 
 def decode_language_prompts(
-    sam2: Sam2Model, features: Sam2ImageFeatures, prompt_embeddings: torch.Tensor
+    sam2: Sam2VideoModel, features: Sam2ImageFeatures, prompt_embeddings: torch.Tensor
 ) -> Sam2Prediction:
     """Decode one mask per language token: sparse = `[not_a_point, not_a_point, language]`.
 
@@ -152,7 +152,7 @@ def decode_language_prompts(
 
 
 def decode_geometric_prompts(
-    sam2: Sam2Model,
+    sam2: Sam2VideoModel,
     features: Sam2ImageFeatures,
     points: torch.Tensor | None = None,
     point_labels: torch.Tensor | None = None,
