@@ -58,25 +58,79 @@ def sam2_v1_config(
 
 def sam2_hiera_large_config() -> Sam2VideoConfig:
     """SAM2 v1 hiera-large at 1024 px, the grounding model of every released Sa2VA checkpoint (REFERENCE_SPEC §1.8)."""
-    embed_dims = [144, 288, 576, 1152]
+    return sam2_config_from_original({})
+
+
+# The original SAM2 image-encoder parameters a `sam2_config` dict may override, with SAM2 v1 hiera-L's values.
+ORIGINAL_SAM2_DEFAULTS: dict[str, object] = {
+    "embed_dim": 144,
+    "num_heads": 2,
+    "stages": [2, 6, 36, 4],
+    "global_att_blocks": [23, 33, 43],
+    "window_pos_embed_bkg_spatial_size": [7, 7],
+    "window_spec": [8, 4, 16, 8],
+    "backbone_channel_list": None,  # derived: the stage widths, coarsest first
+    "image_size": 1024,
+}
+
+
+def sam2_config_from_original(params: dict | None = None) -> Sam2VideoConfig:
+    """SAM2 v1 config from original SAM2 image-encoder parameter names, on top of hiera-L's values.
+
+    Args:
+        params: any of :data:`ORIGINAL_SAM2_DEFAULTS`' keys, as in SAM2's YAML configs (`embed_dim`, `num_heads`,
+            `stages`, `global_att_blocks`, `window_pos_embed_bkg_spatial_size`, `window_spec`,
+            `backbone_channel_list`, `image_size`). Hiera doubles width and heads at every stage.
+
+    Raises:
+        Sa2VAConfigError: an unknown parameter name or inconsistent lengths.
+    """
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(ORIGINAL_SAM2_DEFAULTS))
+    if unknown:
+        raise Sa2VAConfigError(
+            f"unknown SAM2 parameter(s) {unknown}; expected some of {', '.join(ORIGINAL_SAM2_DEFAULTS)}."
+        )
+    p = {**ORIGINAL_SAM2_DEFAULTS, **params}
+    stages = list(p["stages"])
+    if len(stages) != 4 or len(p["window_spec"]) != 4:
+        raise Sa2VAConfigError(f"stages and window_spec need 4 entries, got {stages} and {p['window_spec']}.")
+    dims = [int(p["embed_dim"]) * 2**i for i in range(4)]
+    channels = list(p["backbone_channel_list"] or reversed(dims))
+    if channels != list(reversed(dims)):
+        raise Sa2VAConfigError(f"backbone_channel_list {channels} must be the stage widths coarsest first: {dims[::-1]}.")
+    size = int(p["image_size"])
     backbone = Sam2HieraDetConfig(
-        hidden_size=144,
-        num_attention_heads=2,
-        image_size=[1024, 1024],
-        embed_dim_per_stage=embed_dims,
-        num_attention_heads_per_stage=[2, 4, 8, 16],
-        blocks_per_stage=[2, 6, 36, 4],
-        global_attention_blocks=[23, 33, 43],
-        window_positional_embedding_background_size=[7, 7],
-        window_size_per_stage=[8, 4, 16, 8],
+        hidden_size=dims[0],
+        num_attention_heads=int(p["num_heads"]),
+        image_size=[size, size],
+        embed_dim_per_stage=dims,
+        num_attention_heads_per_stage=[int(p["num_heads"]) * 2**i for i in range(4)],
+        blocks_per_stage=stages,
+        global_attention_blocks=list(p["global_att_blocks"]),
+        window_positional_embedding_background_size=list(p["window_pos_embed_bkg_spatial_size"]),
+        window_size_per_stage=list(p["window_spec"]),
     )
     vision = Sam2VisionConfig(
         backbone_config=backbone,
-        backbone_channel_list=list(reversed(embed_dims)),
-        backbone_feature_sizes=[[256, 256], [128, 128], [64, 64]],
+        backbone_channel_list=channels,
+        backbone_feature_sizes=[[size // 4] * 2, [size // 8] * 2, [size // 16] * 2],
         fpn_hidden_size=256,
     )
-    return sam2_v1_config(vision, image_size=1024)
+    return sam2_v1_config(vision, image_size=size)
+
+
+def resolve_sam2_config(sam2_config: PreTrainedConfig | dict | None) -> Sam2VideoConfig:
+    """`None` → SAM2 v1 hiera-L; a transformers SAM2 video config → itself; a dict → :func:`sam2_config_from_original`."""
+    if sam2_config is None:
+        return sam2_hiera_large_config()
+    if isinstance(sam2_config, Sam2VideoConfig):
+        return sam2_config
+    if isinstance(sam2_config, dict):
+        return sam2_config_from_original(sam2_config)
+    raise Sa2VAConfigError(
+        f"sam2_config must be a transformers Sam2VideoConfig or a dict of original SAM2 parameters, got {type(sam2_config)}."
+    )
 
 
 class Sa2VAConfig(PreTrainedConfig):
@@ -114,6 +168,8 @@ class Sa2VAConfig(PreTrainedConfig):
     sam2_config: dict | PreTrainedConfig | None = None
     template: str | None = None
     seg_token_id: int | None = None
+    # The official checkpoint's LLM class (e.g. InternLM2ForCausalLM, loaded here as Llama), so export restores it.
+    official_llm_architecture: str | None = None
     max_new_tokens: int = 2048
     max_dynamic_tiles: int = 12
     tile_size: int = 448
@@ -180,4 +236,13 @@ class Sa2VAConfig(PreTrainedConfig):
         return CHAT_TEMPLATES[self.template] if self.is_internvl else None
 
 
-__all__ = ["Sa2VAConfig", "CHAT_TEMPLATES", "MLLM_FAMILIES", "sam2_v1_config", "sam2_hiera_large_config"]
+__all__ = [
+    "Sa2VAConfig",
+    "CHAT_TEMPLATES",
+    "MLLM_FAMILIES",
+    "ORIGINAL_SAM2_DEFAULTS",
+    "sam2_v1_config",
+    "sam2_hiera_large_config",
+    "sam2_config_from_original",
+    "resolve_sam2_config",
+]

@@ -116,3 +116,78 @@ def teacher_forcing(model: Sa2VAModel, answer: str) -> Iterator[ForcedAnswer]:
 
 
 __all__ = ["FAMILIES", "tiny_config", "tiny_model", "teacher_forcing", "ForcedAnswer", "sam2_hiera_large_config"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Official-layout fixtures
+# ----------------------------------------------------------------------------------------------------------------
+
+# Our tiny families → (official MLLM fixture family, tokenizer family)
+OFFICIAL_FIXTURES = {
+    "internvl": ("internvl_qwen2", "internvl"),
+    "internvl_internlm2": ("internvl_internlm2", "internvl_llama"),
+    "qwen2_5_vl": ("qwen2_5_vl", "qwen2_5_vl"),
+    "qwen3_vl": ("qwen3_vl", "qwen3_vl"),
+}
+
+
+def tiny_sam2_params(image_size: int = 256) -> dict:
+    """The `sam2_config` dict (original SAM2 parameter names) that loads the tiny official fixtures."""
+    from sa2va.testing_parts import TINY_SAM2_PARAMS
+
+    return {**TINY_SAM2_PARAMS, "image_size": image_size}
+
+
+def write_official_checkpoint(
+    family: str,
+    folder,
+    seed: int = 0,
+    sam2_image_size: int = 256,
+    max_shard_bytes: int = 2 * 1024**2,
+):
+    """Write a tiny random checkpoint in the *official* Sa2VA layout, from the facts of that layout.
+
+    Names, shapes and config fields follow the released checkpoints (REFERENCE_SPEC §6): InternViT / `mlp1` /
+    `language_model.*` (Qwen2 or InternLM2) or the Qwen-VL wrapper, `grounding_encoder.sam2_model.*` with original
+    SAM2 names (`g_weight`), `text_hidden_fcs.*`; sharded safetensors with an index; tokenizer / processor files.
+    The SAM2 is tiny, so load it with `sam2_config=tiny_sam2_params()`, as one would a community checkpoint.
+
+    Args:
+        family: `internvl` (InternVL + Qwen2), `internvl_internlm2`, `qwen2_5_vl` or `qwen3_vl`.
+        folder: destination (created).
+        seed: tensor values seed.
+        max_shard_bytes: shard size; small by default so the index path is exercised.
+
+    Returns:
+        The folder.
+    """
+    import json
+    from pathlib import Path
+
+    from sa2va.checkpoints.safe_io import write_safetensors
+    from sa2va.testing_official_mllm import official_mllm_config, official_mllm_state_dict
+    from sa2va.testing_official_sam2 import official_sam2_state_dict
+
+    if family not in OFFICIAL_FIXTURES:
+        raise Sa2VAConfigError(f"unknown official fixture {family!r}; expected one of {', '.join(OFFICIAL_FIXTURES)}.")
+    mllm_family, tokenizer_family = OFFICIAL_FIXTURES[family]
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(seed)
+    official = official_mllm_config(mllm_family)
+    state = official_mllm_state_dict(official, generator=generator)
+    sam2 = tiny_sam2_config(sam2_image_size)
+    state.update(official_sam2_state_dict(sam2, generator=generator))
+    hidden = official["llm_config"]["hidden_size"] if "llm_config" in official else official["text_config"]["hidden_size"]
+    for name, shape in (("0.weight", (hidden, hidden)), ("0.bias", (hidden,)), ("2.weight", (256, hidden)),
+                        ("2.bias", (256,))):
+        state[f"text_hidden_fcs.{name}"] = torch.randn(shape, generator=generator) * 0.02
+    write_safetensors(iter(sorted(state.items())), folder, max_shard_bytes=max_shard_bytes)
+    (folder / "config.json").write_text(json.dumps(official, indent=2))
+    tokenizer = build_tokenizer(tokenizer_family)
+    processor = build_processor(tokenizer_family, tokenizer)
+    (processor or tokenizer).save_pretrained(folder)
+    return folder
+
+
+__all__ += ["OFFICIAL_FIXTURES", "tiny_sam2_params", "write_official_checkpoint"]

@@ -26,12 +26,10 @@ from transformers import (
     Qwen2_5_VLConfig,
     Qwen2Config,
     Qwen3VLConfig,
-    Sam2HieraDetConfig,
     Sam2VideoConfig,
-    Sam2VisionConfig,
 )
 
-from sa2va.configuration import sam2_v1_config
+from sa2va.configuration import sam2_config_from_original
 from sa2va.errors import Sa2VAConfigError
 
 FAMILIES: tuple[str, ...] = ("qwen2_5_vl", "qwen3_vl", "internvl", "internvl_llama")
@@ -566,6 +564,18 @@ def tiny_mllm_config(family: str, vocab_size: int, special_ids: Mapping[str, int
 # ----------------------------------------------------------------------------------------------------------------
 
 
+# The tiny SAM2 in original SAM2 parameter names, so official-layout fixtures can be loaded with a `sam2_config`
+# dict exactly as a user would load a community checkpoint with another SAM2 size.
+TINY_SAM2_PARAMS: dict[str, object] = {
+    "embed_dim": 16,
+    "num_heads": 1,
+    "stages": [1, 1, 2, 1],
+    "global_att_blocks": [3],  # the last block of stage 3 attends globally, like the real trunks' late blocks
+    "window_spec": [8, 4, 8, 4],
+    "window_pos_embed_bkg_spatial_size": [7, 7],
+}
+
+
 def tiny_sam2_config(image_size: int = 256) -> Sam2VideoConfig:
     """Return a tiny random-init SAM2 (v1 flags, with memory modules) config for ``image_size`` x ``image_size`` inputs.
 
@@ -577,35 +587,14 @@ def tiny_sam2_config(image_size: int = 256) -> Sam2VideoConfig:
         image_size: Input side S in pixels; a positive multiple of 32 (the Hiera trunk downsamples 32x).
 
     Returns:
-        A ``Sam2VideoConfig`` (about 3M parameters as an image model).
+        A ``Sam2VideoConfig`` built by ``sa2va.configuration.sam2_config_from_original(TINY_SAM2_PARAMS)``.
 
     Raises:
         Sa2VAConfigError: If ``image_size`` is not a positive multiple of 32.
     """
     if image_size <= 0 or image_size % 32 != 0:
         raise Sa2VAConfigError(f"image_size must be a positive multiple of 32 (e.g. 256, 512, 1024); got {image_size}.")
-    embed_dims = [16, 32, 64, 128]
-    backbone = Sam2HieraDetConfig(
-        hidden_size=embed_dims[0],
-        num_attention_heads=1,
-        image_size=[image_size, image_size],
-        embed_dim_per_stage=embed_dims,
-        num_attention_heads_per_stage=[1, 1, 2, 4],
-        blocks_per_stage=[1, 1, 2, 1],
-        # Block 3 (the last of stage 3) attends globally, like the real trunks' late global blocks.
-        global_attention_blocks=[3],
-        window_size_per_stage=[8, 4, 8, 4],
-        window_positional_embedding_background_size=[7, 7],
-    )
-    vision = Sam2VisionConfig(
-        backbone_config=backbone,
-        backbone_channel_list=list(reversed(embed_dims)),
-        backbone_feature_sizes=[[image_size // 4] * 2, [image_size // 8] * 2, [image_size // 16] * 2],
-        fpn_hidden_size=256,
-    )
-    # mlp_dim 512 instead of 2048 keeps the decoder small; every width the prompt touches stays 256.
-    mask_decoder = {"hidden_size": 256, "mlp_dim": 512, "iou_head_hidden_dim": 256}
-    return sam2_v1_config(vision, image_size=image_size, mask_decoder_config=mask_decoder)
+    return sam2_config_from_original(TINY_SAM2_PARAMS | {"image_size": image_size})
 
 
 __all__ = [
@@ -613,6 +602,7 @@ __all__ = [
     "QWEN2_5_VL_CHAT_TEMPLATE",
     "QWEN3_VL_CHAT_TEMPLATE",
     "SA2VA_SPECIAL_TOKENS",
+    "TINY_SAM2_PARAMS",
     "build_processor",
     "build_tokenizer",
     "special_token_ids",

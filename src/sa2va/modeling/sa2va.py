@@ -18,7 +18,7 @@ from torch import nn
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, PreTrainedModel, Sam2VideoModel
 
 from sa2va.configuration import Sa2VAConfig
-from sa2va.errors import Sa2VAInputError
+from sa2va.errors import Sa2VACheckpointError, Sa2VAConfigError, Sa2VAInputError
 from sa2va.grounding.gcg import parse_grounded_text
 from sa2va.grounding.masks import logits_to_masks
 from sa2va.grounding.visual_prompts import check_mask_prompts, masks_from_geometry, region_cells
@@ -98,18 +98,50 @@ class Sa2VAModel(PreTrainedModel):
             self.processor.save_pretrained(save_directory)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, **kwargs) -> Sa2VAModel:
-        """Load a model saved by :meth:`save_pretrained` and its tokenizer/processor when present.
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *args,
+        dtype: torch.dtype | None = None,
+        device_map: str | dict | torch.device | None = None,
+        sam2_config=None,
+        allow_pickle: bool = False,
+        **kwargs,
+    ) -> Sa2VAModel:
+        """Load a checkpoint: ours (`save_pretrained`) or an official Sa2VA release, with its tokenizer/processor.
 
-        Without `dtype`, weights load as bfloat16 when `device_map` places them on CUDA and float32 otherwise.
+        Args:
+            pretrained_model_name_or_path: a local folder, a released name (`Sa2VA-4B`) or a Hub id.
+            dtype: weights dtype; default bfloat16 when `device_map` places the model on CUDA, else float32.
+            device_map: `None` (CPU), a device (`"cuda:0"`), or `"auto"` to split across GPUs (needs accelerate).
+            sam2_config: official checkpoints with another SAM2 than v1 hiera-L: a transformers `Sam2VideoConfig`
+                or a dict of original SAM2 image-encoder parameters. Our own layout records its SAM2 already.
+            allow_pickle: accept `pytorch_model*.bin` weights (read with `weights_only=True`).
+
+        Raises:
+            Sa2VACheckpointError: the folder / Hub id cannot be read, or the weights do not match the model.
+
+        Remote code is never executed.
         """
-        kwargs.setdefault("trust_remote_code", False)
-        if kwargs.get("dtype") is None and kwargs.get("torch_dtype") is None:
-            kwargs["dtype"] = default_dtype(kwargs.get("device_map"))
-        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        if os.path.isdir(pretrained_model_name_or_path) and _has_tokenizer(pretrained_model_name_or_path):
-            model.attach_processor(Sa2VAProcessor.from_pretrained(pretrained_model_name_or_path, model.config))
-        return model
+        from sa2va.checkpoints.convert import is_official_checkpoint, load_official
+        from sa2va.checkpoints.hub import resolve_checkpoint
+
+        folder = resolve_checkpoint(pretrained_model_name_or_path, allow_pickle=allow_pickle)
+        dtype = dtype if dtype is not None else kwargs.pop("torch_dtype", None) or default_dtype(device_map)
+        if is_official_checkpoint(folder):
+            model = load_official(folder, dtype=dtype, sam2_config=sam2_config, allow_pickle=allow_pickle)
+            return _place(model, device_map, dtype)
+        if sam2_config is not None:
+            logger.warning("sam2_config is ignored: %s records its own SAM2 configuration in config.json", folder)
+        if not allow_pickle and not any(folder.glob("*.safetensors")):
+            raise Sa2VACheckpointError(
+                f"{folder} has no safetensors weights; pickle files need allow_pickle=True (only for trusted files)."
+            )
+        kwargs["trust_remote_code"] = False
+        model = super().from_pretrained(folder, *args, dtype=dtype, device_map=device_map, **kwargs)
+        if _has_tokenizer(folder):
+            model.attach_processor(Sa2VAProcessor.from_pretrained(folder, model.config))
+        return model.eval()
 
     # ------------------------------------------------------------------ reference drop-in
     def predict_forward(
@@ -329,7 +361,8 @@ class Sa2VAModel(PreTrainedModel):
                 f"{self.config.num_key_frames} key frames, which this version does not provide yet; pass at most "
                 f"{self.config.num_key_frames} frames."
             )
-        embeddings = self.text_hidden_fcs(seg_states.to(self.text_hidden_fcs[0].weight.dtype))  # (N, 256)
+        weight = self.text_hidden_fcs[0].weight
+        embeddings = self.text_hidden_fcs(seg_states.to(weight.device, weight.dtype))  # (N, 256)
         features = request.sam2_features(self)  # one backbone pass per frame, shared by every [SEG]
         prediction = decode_language_prompts(
             self.sam2, features, embeddings[None].expand(num_frames, -1, -1)
@@ -383,6 +416,21 @@ def default_dtype(device_map=None) -> torch.dtype:
     on_cuda = any(str(p) in ("auto", "balanced", "sequential") or str(p).startswith("cuda") or isinstance(p, int)
                   for p in placements)
     return torch.bfloat16 if on_cuda else torch.float32
+
+
+def _place(model: Sa2VAModel, device_map, dtype: torch.dtype) -> Sa2VAModel:
+    """Move a CPU-loaded model where `device_map` says."""
+    if device_map is None:
+        return model
+    if isinstance(device_map, (str, torch.device)) and str(device_map) not in ("auto", "balanced", "sequential"):
+        return model.to(device_map)
+    try:
+        from accelerate import dispatch_model, infer_auto_device_map
+    except ImportError as error:
+        raise Sa2VAConfigError("device_map='auto' needs the accelerate package: pip install accelerate") from error
+    if not isinstance(device_map, dict):
+        device_map = infer_auto_device_map(model, no_split_module_classes=model._no_split_modules, dtype=dtype)
+    return dispatch_model(model, device_map=device_map)
 
 
 def _has_tokenizer(path: str | os.PathLike) -> bool:

@@ -147,7 +147,8 @@ def decode_language_prompts(
     """
     batch_size, num_prompts = prompt_embeddings.shape[:2]
     padding = not_a_point_tokens(sam2, batch_size, num_prompts)  # (B, P, 2, C)
-    sparse = torch.cat([padding, prompt_embeddings[:, :, None, :].to(padding.dtype)], dim=2)  # (B, P, 3, C)
+    language = prompt_embeddings[:, :, None, :].to(padding.device, padding.dtype)
+    sparse = torch.cat([padding, language], dim=2)  # (B, P, 3, C)
     return decode_masks(sam2, features, sparse)
 
 

@@ -1,0 +1,77 @@
+"""The `sa2va` command line. Each subcommand parses its arguments and calls one library function."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from sa2va.errors import Sa2VAError
+
+EXIT_USER_ERROR = 2
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from sa2va.checkpoints.convert import export_official
+    from sa2va.checkpoints.safe_io import atomic_folder
+    from sa2va.configuration import ORIGINAL_SAM2_DEFAULTS
+    from sa2va.modeling.sa2va import Sa2VAModel
+
+    sam2 = None
+    if args.sam2:
+        sam2 = {}
+        for item in args.sam2:
+            key, _, value = item.partition("=")
+            if key not in ORIGINAL_SAM2_DEFAULTS or not value:
+                raise Sa2VAError(f"--sam2 takes NAME=VALUE with NAME in {', '.join(ORIGINAL_SAM2_DEFAULTS)}; got {item!r}")
+            sam2[key] = eval_literal(value)
+    model = Sa2VAModel.from_pretrained(args.src, sam2_config=sam2, allow_pickle=args.allow_pickle)
+    if args.to == "official":
+        export_official(model, args.dst)
+    else:
+        with atomic_folder(args.dst) as staging:
+            model.save_pretrained(staging)
+    print(f"wrote {args.to} checkpoint to {args.dst}")
+    return 0
+
+
+def eval_literal(text: str):
+    """Parse a Python/JSON literal (`[1, 2]`, `144`), or keep the text as a string."""
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sa2va", description="Sa2VA: grounded chat and segmentation.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    convert = commands.add_parser("convert", help="convert a checkpoint between the official layout and ours")
+    convert.add_argument("src", help="checkpoint folder, released name or Hub id")
+    convert.add_argument("dst", help="new folder to write (must not exist or be empty)")
+    convert.add_argument("--to", choices=["official", "native"], required=True, help="layout to write")
+    convert.add_argument("--allow-pickle", action="store_true", help="accept pytorch_model*.bin (trusted files only)")
+    convert.add_argument(
+        "--sam2", nargs="*", metavar="NAME=VALUE", help="SAM2 image-encoder parameters of an official checkpoint "
+        "that does not use hiera-L, e.g. embed_dim=96 num_heads=1 'stages=[1,2,7,2]'"
+    )
+    convert.set_defaults(run=_convert)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return args.run(args)
+    except Sa2VAError as error:
+        print(f"sa2va {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
