@@ -148,8 +148,8 @@ def write_official_checkpoint(
     """Write a tiny random checkpoint in the *official* Sa2VA layout, from the facts of that layout.
 
     Names, shapes and config fields follow the released checkpoints (REFERENCE_SPEC §6): InternViT / `mlp1` /
-    `language_model.*` (Qwen2 or InternLM2) or the Qwen-VL wrapper, `grounding_encoder.sam2_model.*` with original
-    SAM2 names (`g_weight`), `text_hidden_fcs.*`; sharded safetensors with an index; tokenizer / processor files.
+    `language_model.*` (Qwen2 or InternLM2) or the Qwen-VL wrapper, `text_hidden_fcs.*`,
+    `grounding_encoder.sam2_model.*` with original SAM2 names (`g_weight`); sharded safetensors with an index; tokenizer / processor files.
     The SAM2 is tiny, so load it with `sam2_config=tiny_sam2_params()`, as one would a community checkpoint.
 
     Args:
@@ -178,10 +178,6 @@ def write_official_checkpoint(
     state = official_mllm_state_dict(official, generator=generator)
     sam2 = tiny_sam2_config(sam2_image_size)
     state.update(official_sam2_state_dict(sam2, generator=generator))
-    hidden = official["llm_config"]["hidden_size"] if "llm_config" in official else official["text_config"]["hidden_size"]
-    for name, shape in (("0.weight", (hidden, hidden)), ("0.bias", (hidden,)), ("2.weight", (256, hidden)),
-                        ("2.bias", (256,))):
-        state[f"text_hidden_fcs.{name}"] = torch.randn(shape, generator=generator) * 0.02
     write_safetensors(iter(sorted(state.items())), folder, max_shard_bytes=max_shard_bytes)
     (folder / "config.json").write_text(json.dumps(official, indent=2))
     tokenizer = build_tokenizer(tokenizer_family)

@@ -29,7 +29,7 @@ from transformers import (
 )
 
 from sa2va.checkpoints.mllm_keys import INTERNVL_LLM_ARCHS
-from sa2va.configuration import Sa2VAConfig, sam2_hiera_large_config
+from sa2va.configuration import Sa2VAConfig, resolve_sam2_config
 from sa2va.errors import Sa2VACheckpointError
 
 OFFICIAL_MODEL_TYPE = "sa2va_chat"
@@ -323,6 +323,14 @@ def official_qwen_family(official: dict) -> str:
     return votes.pop()
 
 
+def _use_rope_parameters(fields: dict) -> None:
+    """Replace v4-style `rope_scaling` / `rope_theta` by v5 `rope_parameters`, in place."""
+    if "rope_scaling" in fields or "rope_theta" in fields:
+        fields["rope_parameters"] = _rope_parameters(fields)
+        fields.pop("rope_scaling", None)
+        fields.pop("rope_theta", None)
+
+
 def _qwen_mllm_config(official: dict) -> PreTrainedConfig:
     family = official_qwen_family(official)
     fields = copy.deepcopy(official)
@@ -337,11 +345,12 @@ def _qwen_mllm_config(official: dict) -> PreTrainedConfig:
         for key in _QWEN_WRAPPER_KEYS:
             text.pop(key, None)
         text["model_type"] = _QWEN_TEXT_MODEL_TYPES[family]
-        if "rope_scaling" in text or "rope_theta" in text:
-            text["rope_parameters"] = _rope_parameters(text)
-            text.pop("rope_scaling", None)
-            text.pop("rope_theta", None)
+        _use_rope_parameters(text)
         text["tie_word_embeddings"] = False
+    else:
+        # Pre-text_config (transformers < 4.52) configs keep the text fields at the top level; the stock config
+        # class collects them into its text_config.
+        _use_rope_parameters(fields)
     fields["tie_word_embeddings"] = False
     config_class = Qwen3VLConfig if family == "qwen3_vl" else Qwen2_5_VLConfig
     return config_class(**fields)
@@ -360,13 +369,16 @@ def native_config_from_official(
 
     Args:
         official: the parsed `config.json` (model_type `sa2va_chat`).
-        sam2_config: the SAM2 config; `None` → SAM2 v1 hiera-large, as every released checkpoint.
+        sam2_config: the SAM2 config: a transformers `Sam2VideoConfig`, a dict of original SAM2 parameters (see
+            `sa2va.configuration.sam2_config_from_original`), or `None` → SAM2 v1 hiera-large, as every released
+            checkpoint.
         seg_token_id: the tokenizer's `[SEG]` id.
         image_token_id: InternVL only, required: the tokenizer's `<IMG_CONTEXT>` id (InternVL configs do not store
             it). Qwen configs carry their own `image_token_id`.
 
     Returns:
-        The config; tiling/pixel-budget knobs keep our defaults, which are the reference's hard-coded values.
+        The config (with `official_llm_architecture` set for InternVL); tiling and pixel-budget knobs keep our
+        defaults, which are the reference's hard-coded values.
 
     Raises:
         Sa2VACheckpointError: not a `sa2va_chat` config, an unsupported LLM, ps_version other than 'v2', or a missing
@@ -378,17 +390,20 @@ def native_config_from_official(
             f"Official config: model_type {model_type!r}; expected {OFFICIAL_MODEL_TYPE!r} (a released Sa2VA "
             "checkpoint)."
         )
+    llm_arch = None
     if "llm_config" in official:
         mllm_config = _internvl_mllm_config(official, image_token_id)
         template = official.get("template")
+        llm_arch = official_llm_architecture(official)  # export must restore it (InternLM2 is loaded as Llama)
     else:
         mllm_config = _qwen_mllm_config(official)
         template = None  # Qwen checkpoints are prompted with the processor's chat template
     return Sa2VAConfig(
         mllm_config=mllm_config,
-        sam2_config=sam2_config if sam2_config is not None else sam2_hiera_large_config(),
+        sam2_config=resolve_sam2_config(sam2_config),
         template=template,
         seg_token_id=seg_token_id,
+        official_llm_architecture=llm_arch,
     )
 
 
@@ -484,16 +499,19 @@ def _official_internvl_config(config: Sa2VAConfig, llm_arch: str | None) -> dict
 
 def _official_qwen_config(config: Sa2VAConfig) -> dict[str, Any]:
     fields = config.mllm_config.to_dict()
-    fields.pop("transformers_version", None)
+    for key in ("transformers_version", "_name_or_path"):
+        fields.pop(key, None)
     text = fields["text_config"]
     # The reference's transformers 4.5x reads rope_theta / rope_scaling (mrope_section lives there); v5 reads
     # rope_parameters and ignores the legacy pair when both agree. Write both.
     text.update(_legacy_rope(text.get("rope_parameters")))
     text["tie_word_embeddings"] = False
+    # transformers 4.5x names the vision sub-config after the family; v5 maps that name back on load.
+    fields["vision_config"]["model_type"] = config.family
     return {
+        **fields,
         "architectures": list(QWEN_ARCHITECTURES),
         "auto_map": dict(QWEN_AUTO_MAP),
-        **fields,
         "model_type": OFFICIAL_MODEL_TYPE,
         "template": config.template or "qwen_chat",  # the name the reference's Qwen training configs use
         "tie_word_embeddings": False,
@@ -505,18 +523,17 @@ def official_config_from_native(config: Sa2VAConfig, llm_arch: str | None = None
 
     Args:
         config: our config.
-        llm_arch: InternVL only: the official LLM class to describe, `Qwen2ForCausalLM`, `LlamaForCausalLM` or
-            `InternLM2ForCausalLM` (the Llama text model of Sa2VA-8B/26B must be written back as InternLM2; our config
-            cannot tell). `None` → `Qwen2ForCausalLM` for a qwen2 text model, `LlamaForCausalLM` for llama.
+        llm_arch: InternVL only (ignored for Qwen-VL): the official LLM class to describe, `Qwen2ForCausalLM`,
+            `LlamaForCausalLM` or `InternLM2ForCausalLM` (the Llama text model of Sa2VA-8B/26B must be written back
+            as InternLM2). `None` → `config.official_llm_architecture` when set, else `Qwen2ForCausalLM` for a qwen2
+            text model and `LlamaForCausalLM` for llama.
 
     Raises:
         Sa2VACheckpointError: the native config has something the official layout cannot express.
     """
     if config.is_internvl:
-        return _official_internvl_config(config, llm_arch)
-    if llm_arch is not None:
-        raise Sa2VACheckpointError(f"llm_arch is for InternVL configs only; this config is {config.family!r}.")
-    return _official_qwen_config(config)
+        return _official_internvl_config(config, llm_arch or config.official_llm_architecture)
+    return _official_qwen_config(config)  # a Qwen-VL config names its LLM itself; llm_arch does not apply
 
 
 __all__ = [
