@@ -19,16 +19,20 @@ import time
 from pathlib import Path
 
 LOADER = """
-import json, resource, sys, time
+import json, sys, time
 import torch
 from sa2va import Sa2VAModel
 from sa2va.checkpoints.safe_io import CheckpointReader
 folder = sys.argv[1]
-baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def high_water():  # VmHWM is per process image (ru_maxrss would include the parent's peak across exec)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+baseline = high_water()
 start = time.perf_counter()
 model = Sa2VAModel.from_pretrained(folder)
 seconds = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = high_water()
 params = sum(p.numel() for p in model.parameters())
 disk = CheckpointReader(folder).size_on_disk()
 print(json.dumps({"params": params, "disk_bytes": disk, "peak_rss_bytes": peak, "baseline_rss_bytes": baseline,
@@ -85,6 +89,8 @@ def main() -> None:
               f"(process baseline before loading {result['baseline_rss_bytes'] / 1e9:.2f} GB)")
         print(f"load time:         {result['seconds']:.1f} s")
         print(f"peak RSS / disk:   {ratio:.2f}  (goal <= 1.3)")
+        loading = (result["peak_rss_bytes"] - result["baseline_rss_bytes"]) / result["disk_bytes"]
+        print(f"(peak - baseline) / disk: {loading:.2f}  (memory added by loading)")
     finally:
         if not args.keep and args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -68,7 +68,10 @@ def test_official_native_official_round_trip_is_bit_identical(family, official_d
 def test_without_the_sam2_override_the_error_names_key_shapes_and_the_fix(official_dirs):
     with pytest.raises(Sa2VACheckpointError, match="sam2_config") as info:
         Sa2VAModel.from_pretrained(official_dirs["qwen2_5_vl"])
-    assert "grounding_encoder.sam2_model." in str(info.value) or "sam2." in str(info.value)
+    message = str(info.value)
+    # the first SAM2 tensor: hiera-L expects width 144, the tiny checkpoint has 16
+    assert "grounding_encoder.sam2_model.image_encoder.trunk" in message
+    assert "(1, 16, 7, 7)" in message and "(1, 144, 7, 7)" in message
 
 
 def test_truncated_shard_is_a_clear_error(official_dirs, tmp_path):
@@ -108,8 +111,9 @@ def test_shape_mismatch_names_the_key_and_both_shapes(official_dirs, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(official_dirs["internvl"], bad)
     _rewrite(bad, lambda t: t.__setitem__("text_hidden_fcs.2.bias", torch.zeros(255)))
-    with pytest.raises(Sa2VACheckpointError, match=r"text_hidden_fcs\.2\.bias.*\(255,\).*\(256,\)"):
+    with pytest.raises(Sa2VACheckpointError, match=r"text_hidden_fcs\.2\.bias.*\(255,\).*\(256,\)") as info:
         Sa2VAModel.from_pretrained(bad, sam2_config=tiny_sam2_params())
+    assert "sam2_config" not in str(info.value)  # the SAM2 hint is only for SAM2 tensors
 
 
 def test_pickle_needs_an_explicit_opt_in(official_dirs, tmp_path):
@@ -174,3 +178,29 @@ def test_side_file_is_plain_json(official_dirs, tmp_path):
     assert side["vision_config"]["backbone_config"]["embed_dim_per_stage"] == [16, 32, 64, 128]
     with safe_open(str(tmp_path / "o" / "model.safetensors"), "pt") as f:
         assert f.metadata() == {"format": "pt"}
+
+
+def test_remote_code_tokenizer_class_is_not_run(official_dirs, tmp_path, image):
+    """InternLM2 checkpoints name a remote tokenizer class; its files are read by transformers' own classes."""
+    folder = tmp_path / "internlm2"
+    shutil.copytree(official_dirs["internvl_internlm2"], folder)
+    config_path = folder / "tokenizer_config.json"
+    tokenizer_config = json.loads(config_path.read_text())
+    tokenizer_config["tokenizer_class"] = "InternLM2Tokenizer"
+    tokenizer_config["auto_map"] = {"AutoTokenizer": ["tokenization_internlm2.InternLM2Tokenizer", None]}
+    config_path.write_text(json.dumps(tokenizer_config))
+    (folder / "tokenization_internlm2.py").write_text("raise SystemExit('remote code must never run')\n")
+    model = Sa2VAModel.from_pretrained(folder, sam2_config=tiny_sam2_params())
+    assert model.processor.tokenizer.encode("hi")[0] == model.processor.tokenizer.bos_token_id
+    with teacher_forcing(model, "Sure, it is [SEG]."):
+        assert len(model.predict(image=image, text=SEGMENT).masks) == 1
+
+
+def test_sam2_config_object_and_bad_dict(official_dirs):
+    from sa2va import Sa2VAConfigError
+    from sa2va.testing_parts import tiny_sam2_config
+
+    model = Sa2VAModel.from_pretrained(official_dirs["qwen3_vl"], sam2_config=tiny_sam2_config(256))
+    assert model.config.sam2_image_size == 256
+    with pytest.raises(Sa2VAConfigError, match="unknown SAM2 parameter"):
+        Sa2VAModel.from_pretrained(official_dirs["qwen3_vl"], sam2_config={"embed_dimension": 16})

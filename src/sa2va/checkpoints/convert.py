@@ -118,9 +118,38 @@ def load_official(
     return model.eval()
 
 
+def check_shapes(state: dict[str, torch.Tensor], reader: CheckpointReader, rules: list[KeyRule]) -> None:
+    """Compare every file tensor's shape with what the model expects, before reading any data.
+
+    Expected official shapes come from running each rule's `to_official` on meta tensors of the native shapes.
+
+    Raises:
+        Sa2VACheckpointError: naming the first mismatching key and both shapes (for SAM2, with the `sam2_config` fix).
+    """
+    for rule in rules:
+        if not all(k in reader for k in rule.official):
+            continue  # reported by the accounting
+        metas = [torch.empty(state[k].shape, device="meta") for k in rule.native]
+        for key, expected in zip(rule.official, rule.to_official(metas), strict=True):
+            found = reader.shape(key)
+            if tuple(found) != tuple(expected.shape):
+                hint = ""
+                if key.startswith(SAM2_PREFIX):
+                    hint = (
+                        " The checkpoint's SAM2 is not the assumed configuration (SAM2 v1 hiera-L unless told "
+                        "otherwise): pass sam2_config=... (a transformers Sam2VideoConfig, or a dict of original SAM2 "
+                        "parameters such as {'embed_dim': 96, 'num_heads': 1, 'stages': [1, 2, 7, 2], ...})."
+                    )
+                raise Sa2VACheckpointError(
+                    f"shape mismatch for {key!r} (→ {', '.join(rule.native)}): the checkpoint has {tuple(found)}, "
+                    f"the model expects {tuple(expected.shape)}.{hint}"
+                )
+
+
 def fill_from_rules(model: torch.nn.Module, reader: CheckpointReader, rules: list[KeyRule], progress: bool) -> None:
     """Set every native tensor from the files through `rules`, with strict accounting in both directions."""
     state = model.state_dict(keep_vars=True)
+    check_shapes(state, reader, rules)
     missing = [k for rule in rules for k in rule.official if k not in reader]
     used = {k for rule in rules for k in rule.official}
     unused = sorted(set(reader.keys()) - used)
@@ -141,20 +170,8 @@ def fill_from_rules(model: torch.nn.Module, reader: CheckpointReader, rules: lis
     for rule in tqdm(rules, desc="loading weights", disable=not progress, leave=False):
         tensors = rule.to_native([reader.get(k) for k in rule.official])
         for name, tensor in zip(rule.native, tensors, strict=True):
-            target = state[name]
-            if tuple(tensor.shape) != tuple(target.shape):
-                hint = (
-                    " The checkpoint's SAM2 differs from the assumed configuration: pass sam2_config=... "
-                    "(a transformers Sam2VideoConfig or a dict of original SAM2 parameters)."
-                    if name.startswith("sam2.")
-                    else ""
-                )
-                raise Sa2VACheckpointError(
-                    f"shape mismatch for {rule.official[0]!r} → {name!r}: checkpoint gives {tuple(tensor.shape)}, "
-                    f"the model expects {tuple(target.shape)}.{hint}"
-                )
             with torch.no_grad():
-                target.copy_(tensor)
+                state[name].copy_(tensor)
 
 
 def export_official(model, folder: str | os.PathLike, max_shard_bytes: int = 5 * 1024**3) -> Path:
@@ -205,5 +222,6 @@ __all__ = [
     "export_official",
     "conversion_rules",
     "fill_from_rules",
+    "check_shapes",
     "read_config_json",
 ]

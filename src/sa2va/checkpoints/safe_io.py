@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from sa2va.errors import Sa2VACheckpointError
@@ -42,7 +41,7 @@ class CheckpointReader:
     def __init__(self, folder: str | os.PathLike, allow_pickle: bool = False):
         self.folder = Path(folder)
         self._where: dict[str, Path] = {}
-        self._handles: dict[Path, object] = {}
+        self._headers: dict[Path, tuple[dict, int]] = {}
         self._pickled: dict[Path, dict[str, torch.Tensor]] = {}
         if (self.folder / SAFETENSORS_INDEX).exists():
             self._read_index(self.folder / SAFETENSORS_INDEX)
@@ -82,17 +81,15 @@ class CheckpointReader:
 
     def _add_file(self, path: Path) -> None:
         if path.suffix == ".safetensors":
-            try:
-                handle = safe_open(str(path), framework="pt")
-                keys = list(handle.keys())
-            except Exception as error:  # safetensors raises its own error types for bad headers
-                raise Sa2VACheckpointError(f"cannot read {path}: truncated or not a safetensors file ({error})") from error
-            expected = _safetensors_data_size(path)
+            header, data_start = _read_header(path)
+            ends = [v["data_offsets"][1] for v in header.values()]
+            expected = data_start + max(ends, default=0)
             if path.stat().st_size < expected:
                 raise Sa2VACheckpointError(
                     f"{path} is truncated: {path.stat().st_size} bytes on disk, its header describes {expected}."
                 )
-            self._handles[path] = handle
+            self._headers[path] = (header, data_start)
+            keys = list(header)
         else:
             try:
                 tensors = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -113,30 +110,67 @@ class CheckpointReader:
         path = self._where[key]
         if path in self._pickled:
             return tuple(self._pickled[path][key].shape)
-        return tuple(self._handles[path].get_slice(key).get_shape())
+        return tuple(self._headers[path][0][key]["shape"])
 
     def get(self, key: str) -> torch.Tensor:
-        """One tensor, read from disk now (CPU)."""
+        """One tensor, read from disk now into a fresh CPU tensor.
+
+        Plain reads rather than a memory map: mapped pages count as resident memory until the file is closed,
+        which would double the peak memory of loading a large checkpoint.
+        """
         path = self._where[key]
         if path in self._pickled:
             return self._pickled[path][key]
-        try:
-            return self._handles[path].get_tensor(key)
-        except Exception as error:
-            raise Sa2VACheckpointError(f"cannot read tensor {key!r} from {path}: {error}") from error
+        header, data_start = self._headers[path]
+        info = header[key]
+        dtype = _SAFETENSORS_DTYPES.get(info["dtype"])
+        if dtype is None:
+            raise Sa2VACheckpointError(f"tensor {key!r} in {path} has unsupported dtype {info['dtype']}.")
+        begin, end = info["data_offsets"]
+        tensor = torch.empty(info["shape"], dtype=dtype)
+        if tensor.numel() * tensor.element_size() != end - begin:
+            raise Sa2VACheckpointError(f"tensor {key!r} in {path}: its byte range does not match its shape.")
+        if end > begin:
+            with open(path, "rb") as f:
+                f.seek(data_start + begin)
+                buffer = tensor.view(-1).view(torch.uint8).numpy()
+                if f.readinto(buffer) != end - begin:
+                    raise Sa2VACheckpointError(f"{path} ended before tensor {key!r} was read: the file is truncated.")
+        return tensor
 
     def size_on_disk(self) -> int:
         """Bytes of all weight files."""
-        return sum(p.stat().st_size for p in {*self._handles, *self._pickled})
+        return sum(p.stat().st_size for p in {*self._headers, *self._pickled})
 
 
-def _safetensors_data_size(path: Path) -> int:
-    """File size a safetensors file must have according to its own header."""
-    with open(path, "rb") as f:
-        header_len = int.from_bytes(f.read(8), "little")
-        header = json.loads(f.read(header_len))
-    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
-    return 8 + header_len + max(ends, default=0)
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
+}
+
+
+def _read_header(path: Path) -> tuple[dict, int]:
+    """The tensor table of a safetensors file and the offset where its data starts."""
+    try:
+        with open(path, "rb") as f:
+            header_len = int.from_bytes(f.read(8), "little")
+            if header_len <= 0 or header_len > path.stat().st_size:
+                raise ValueError(f"header length {header_len} does not fit the file")
+            header = json.loads(f.read(header_len))
+    except (ValueError, UnicodeDecodeError, OSError) as error:
+        raise Sa2VACheckpointError(f"cannot read {path}: truncated or not a safetensors file ({error})") from error
+    header.pop("__metadata__", None)
+    return header, 8 + header_len
 
 
 def write_safetensors(

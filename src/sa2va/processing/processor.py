@@ -6,17 +6,27 @@ tokenizer. Qwen-VL checkpoints: the checkpoint's own transformers processor and 
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from PIL import Image
-from transformers import AutoProcessor, AutoTokenizer, PreTrainedTokenizerBase, ProcessorMixin
+from transformers import (
+    AutoProcessor,
+    AutoTokenizer,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+    ProcessorMixin,
+)
 
 from sa2va.configuration import Sa2VAConfig
 from sa2va.errors import Sa2VACheckpointError, Sa2VAInputError
 from sa2va.processing import prompts
 from sa2va.processing.images import internvl_pixel_values, qwen_fetch_resize, sam2_pixel_values_batch
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -71,7 +81,7 @@ class Sa2VAProcessor:
         """Load the tokenizer (and Qwen-VL processor) saved next to the weights; never runs remote code."""
         try:
             if config.is_internvl:
-                return cls(config, AutoTokenizer.from_pretrained(path, trust_remote_code=False))
+                return cls(config, _load_tokenizer(Path(path)))
             processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
             return cls(config, processor.tokenizer, processor)
         except (OSError, ValueError) as error:
@@ -213,6 +223,28 @@ class Sa2VAProcessor:
         stops = set(self.stop_token_ids)
         end = next((i + 1 for i, t in enumerate(ids) if t in stops), len(ids))
         return self.tokenizer.decode(ids[:end], skip_special_tokens=False).strip()
+
+
+def _load_tokenizer(path: Path) -> PreTrainedTokenizerBase:
+    """The checkpoint's tokenizer without running its code.
+
+    InternLM2-based checkpoints (Sa2VA-8B/26B) name a remote-code tokenizer class; its vocabulary and added tokens
+    are plain files, which transformers' own classes read: `tokenizer.json` when present, else the SentencePiece
+    `tokenizer.model` through the Llama tokenizer (InternLM2's tokenizer is a Llama-style SentencePiece BPE).
+    """
+    try:
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    except (OSError, ValueError) as error:
+        if (path / "tokenizer.json").exists():
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(path)
+        elif (path / "tokenizer.model").exists():
+            from transformers import LlamaTokenizer
+
+            tokenizer = LlamaTokenizer.from_pretrained(path)
+        else:
+            raise error
+        logger.info("loaded %s with %s instead of its remote-code tokenizer class", path, type(tokenizer).__name__)
+        return tokenizer
 
 
 __all__ = ["Sa2VAProcessor", "MLLMInputs"]
