@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,4 +42,30 @@ class Sa2VAOutput:
     history: ChatHistory = field(default_factory=ChatHistory)
 
 
-__all__ = ["Sa2VAOutput", "ChatHistory", "GroundedPhrase"]
+class VideoStream:
+    """The answer about a video, with its masks streamed frame by frame.
+
+    The text fields are ready at once; iterating yields `(frame_idx, {obj_id: bool (H, W)})` for every frame in
+    order (can be iterated once). `obj_id` is the index of the object's `[SEG]` in the answer, so `phrases[i]`
+    with `mask_index == obj_id` names it.
+
+    Attributes:
+        text, raw_text, phrases, history: as in :class:`Sa2VAOutput`.
+        object_ids: ids of the segmented objects (`range(number of [SEG])`).
+        num_frames: T.
+    """
+
+    def __init__(self, text, raw_text, phrases, history, num_objects: int, num_frames: int, frames: Iterator):
+        self.text = text
+        self.raw_text = raw_text
+        self.phrases = phrases
+        self.history = history
+        self.object_ids = list(range(num_objects))
+        self.num_frames = num_frames
+        self._frames = frames
+
+    def __iter__(self) -> Iterator[tuple[int, dict[int, np.ndarray]]]:
+        return self._frames
+
+
+__all__ = ["Sa2VAOutput", "ChatHistory", "GroundedPhrase", "VideoStream"]

@@ -30,10 +30,10 @@ def test_unusable_images(bad):
 
 
 def test_empty_video(model):
-    with pytest.raises(Sa2VAInputError, match="non-empty"):
+    with pytest.raises(Sa2VAInputError):
         model.predict(video=[], text=SEGMENT)
-    with pytest.raises(Sa2VAInputError, match="one size"):
-        model.predict(video=[Image.new("RGB", (8, 8)), Image.new("RGB", (9, 8))], text=SEGMENT)
+    with pytest.raises(Sa2VAInputError):
+        model.predict(video="/no/such/video.mp4", text=SEGMENT)
 
 
 def test_image_and_video_together(image):

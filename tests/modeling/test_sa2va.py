@@ -188,14 +188,6 @@ def test_one_frame_video_equals_the_image_path(model, square_image):
     np.testing.assert_array_equal(as_image.masks[0], as_video.masks[0])
 
 
-def test_long_video_segmentation_is_refused_until_propagation_exists(model, image):
-    frames = [image] * (model.config.num_key_frames + 1)
-    with teacher_forcing(model, "Sure, it is [SEG]."), pytest.raises(Sa2VAInputError, match="key frames"):
-        model.predict(video=frames, text=SEGMENT)
-    with teacher_forcing(model, "A cube."):  # chat about a long video is fine: the MLLM sees the key frames
-        assert model.predict(video=frames, text="<image>\nWhat is in the video?").masks == []
-
-
 def test_save_and_load_round_trip(model, image, tmp_path):
     model.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").exists() and (tmp_path / "config.json").exists()

@@ -25,10 +25,13 @@ from sa2va.grounding.visual_prompts import check_mask_prompts, masks_from_geomet
 from sa2va.modeling.mllm import build_mllm, generate_with_states, internvl_image_features, internvl_splice
 from sa2va.modeling.projector import build_text_hidden_fcs
 from sa2va.modeling.sam2_prompt import Sam2ImageFeatures, decode_language_prompts, encode_images
-from sa2va.outputs import ChatHistory, Sa2VAOutput
+from sa2va.outputs import ChatHistory, Sa2VAOutput, VideoStream
 from sa2va.processing import prompts
-from sa2va.processing.images import to_rgb
+from sa2va.processing.images import sam2_pixel_values, to_rgb
 from sa2va.processing.processor import MLLMInputs, Sa2VAProcessor
+from sa2va.video.frames import FrameSource, open_video
+from sa2va.video.keyframes import select_key_frames
+from sa2va.video.propagation import Sa2VATracker
 
 logger = logging.getLogger(__name__)
 
@@ -189,30 +192,57 @@ class Sa2VAModel(PreTrainedModel):
         mask_prompts=None,
         region_boxes: np.ndarray | None = None,
         region_points: np.ndarray | None = None,
+        key_frames: str | list[int] = "first",
         processor: Sa2VAProcessor | None = None,
     ) -> Sa2VAOutput:
         """Answer one turn about an image, a video, or text only.
 
         Args:
             image: an image (PIL; numpy `(H, W)`, `(H, W, 3|4)`; grayscale, RGBA and 16-bit are converted).
-            video: a non-empty list of frames of one size. The MLLM sees the first `config.num_key_frames`.
+            video: a video: list of frames, `(T, H, W, 3)` array, folder of frames, video file, or a
+                `sa2va.video.frames.FrameSource` (see `open_video` for stride / fps / max_frames).
             text: the user text.
             history: the previous turns (`output.history` of the previous call); pass the same image again.
             mask_prompts: `(num_regions, H, W)` region masks for "region1", "region2", ... (InternVL checkpoints).
             region_boxes: `(num_regions, 4)` xyxy pixel boxes, turned into region masks by SAM2 first.
             region_points: `(num_regions, 2)` xy pixel clicks, turned into region masks by SAM2 first.
+            key_frames: video frames the MLLM sees and SAM2 is prompted on: `"first"` (the reference: the first
+                `config.num_key_frames`), `"uniform"`, or explicit frame indices. Other frames are tracked.
             processor: overrides the attached processor.
 
         Returns:
-            Text, masks (one bool `(T, H, W)` per `[SEG]`), GCG phrases and the updated history.
+            Text, masks (one bool `(T, H, W)` per `[SEG]`), GCG phrases and the updated history. For long videos
+            prefer :meth:`predict_video_stream`, which never holds `T × H × W`.
 
         Raises:
             Sa2VAInputError: empty text, unreadable or 0-sized image, empty video, wrong-size mask prompt, visual
                 prompts on a checkpoint not trained with them.
         """
         history = history or ChatHistory()
-        batch = self._prepare(image, video, text, history, mask_prompts, region_boxes, region_points, processor)
-        return self._run([batch], [history])[0]
+        request = self._prepare(
+            image, video, text, history, mask_prompts, region_boxes, region_points, processor, key_frames
+        )
+        return self._run([request], [history])[0]
+
+    @torch.inference_mode()
+    def predict_video_stream(
+        self,
+        video,
+        text: str,
+        history: ChatHistory | None = None,
+        key_frames: str | list[int] = "first",
+        processor: Sa2VAProcessor | None = None,
+    ) -> VideoStream:
+        """Answer about a video and stream its masks frame by frame, holding nothing of size `T × H × W`.
+
+        Returns:
+            A :class:`VideoStream`: the answer (`text`, `raw_text`, `phrases`, `history`, `object_ids`) is ready at
+            once; iterating yields `(frame_idx, {obj_id: bool (H, W)})` in frame order, `obj_id` being the index
+            of the object's `[SEG]` in the answer.
+        """
+        history = history or ChatHistory()
+        request = self._prepare(None, video, text, history, None, None, None, processor, key_frames)
+        return self._run([request], [history], stream=True)[0]
 
     @torch.inference_mode()
     def predict_batch(
@@ -230,7 +260,9 @@ class Sa2VAModel(PreTrainedModel):
             raise Sa2VAInputError(f"got {len(images)} images but {len(texts)} texts; give one text per image.")
         if not texts:
             return []
-        requests = [self._prepare(im, None, t, ChatHistory(), None, None, None, processor) for im, t in zip(images, texts)]
+        requests = [
+            self._prepare(im, None, t, ChatHistory(), None, None, None, processor) for im, t in zip(images, texts)
+        ]
         return self._run(requests, [ChatHistory() for _ in texts])
 
     # ------------------------------------------------------------------ internals
@@ -243,7 +275,9 @@ class Sa2VAModel(PreTrainedModel):
             return Sa2VAProcessor(self.config, tokenizer, self.processor.mllm_processor if self.processor else None)
         return None
 
-    def _prepare(self, image, video, text, history, mask_prompts, region_boxes, region_points, processor):
+    def _prepare(
+        self, image, video, text, history, mask_prompts, region_boxes, region_points, processor, key_frames="first"
+    ):
         processor = processor or self.processor
         if processor is None:
             raise Sa2VAInputError(
@@ -254,11 +288,13 @@ class Sa2VAModel(PreTrainedModel):
             raise Sa2VAInputError(f"text must be a non-empty string, got {text!r}.")
         if image is not None and video is not None:
             raise Sa2VAInputError("give an image or a video, not both.")
-        frames, is_video = None, False
+        frames, is_video, source, keys = None, False, None, [0]
         if image is not None:
             frames = [to_rgb(image)]
         elif video is not None:
-            frames, is_video = _video_frames(video), True
+            source = open_video(video)
+            keys = select_key_frames(len(source), key_frames, self.config.num_key_frames)
+            frames, is_video = [source.frame(k) for k in keys], True
         wants_regions = any(x is not None for x in (mask_prompts, region_boxes, region_points))
         if wants_regions:
             if not self.config.is_internvl:
@@ -270,7 +306,7 @@ class Sa2VAModel(PreTrainedModel):
                 raise Sa2VAInputError("visual prompts need a single image (not a video, not text only).")
             if history.past_text:
                 raise Sa2VAInputError("visual prompts can only be given on the first turn of a conversation.")
-        request = _Request(text=text, frames=frames, is_video=is_video, processor=processor, history=history)
+        request = _Request(text, frames, is_video, processor, history, source=source, key_frames=keys)
         cells = None
         if wants_regions:
             size = frames[0].size
@@ -280,8 +316,7 @@ class Sa2VAModel(PreTrainedModel):
                 features = request.sam2_features(self)
                 region_masks = masks_from_geometry(self.sam2, features, size, boxes=region_boxes, points=region_points)
             cells = region_cells(region_masks, processor.region_grid)
-        mllm_frames = frames[: self.config.num_key_frames] if is_video else frames
-        request.inputs = processor.prepare(text, mllm_frames, history.past_text, cells, is_video)
+        request.inputs = processor.prepare(text, frames, history.past_text, cells, is_video)
         return request
 
     def _generation_config(self, processor: Sa2VAProcessor) -> GenerationConfig:
@@ -327,7 +362,7 @@ class Sa2VAModel(PreTrainedModel):
             batch["image_grid_thw"] = torch.cat([x.extra["image_grid_thw"] for x in inputs if x.pixel_values is not None])
         return {k: v.to(self.device) for k, v in batch.items()}
 
-    def _run(self, requests: list[_Request], histories: list[ChatHistory]) -> list[Sa2VAOutput]:
+    def _run(self, requests: list[_Request], histories: list[ChatHistory], stream: bool = False) -> list:
         processor = requests[0].processor
         logits_processor = LogitsProcessorList(self.logits_processors) if self.logits_processors else None
         result = generate_with_states(
@@ -342,44 +377,63 @@ class Sa2VAModel(PreTrainedModel):
             # the state of the last generated token is never computed: a trailing [SEG] is dropped (reference §1.6)
             seg_positions = [i for i in range(length - 1) if ids[i] == seg_id]
             raw_text = processor.decode(result.sequences[row, :length])
-            masks: list[np.ndarray] = []
+            embeddings = None
             if request.frames is not None and seg_positions:
-                states = result.input_states[row, seg_positions]  # (num_seg, D)
-                masks = self._segment(request, states)
+                weight = self.text_hidden_fcs[0].weight
+                states = result.input_states[row, seg_positions].to(weight.device, weight.dtype)  # (num_seg, D)
+                embeddings = self.text_hidden_fcs(states)  # (num_seg, 256)
             clean, phrases = parse_grounded_text(raw_text)
             past = prompts.next_past_text(request.inputs.prompt, raw_text, processor.answer_suffix)
             history = ChatHistory(past_text=past, turns=[*histories[row].turns, (request.text, clean)])
+            if stream:
+                frames = self._video_masks(request, embeddings) if embeddings is not None else iter(())
+                outputs.append(VideoStream(clean, raw_text, phrases, history, len(seg_positions), len(request.source),
+                                           frames))
+                continue
+            masks = self._segment(request, embeddings) if embeddings is not None else []
             outputs.append(Sa2VAOutput(text=clean, raw_text=raw_text, masks=masks, phrases=phrases, history=history))
         return outputs
 
-    def _segment(self, request: _Request, seg_states: torch.Tensor) -> list[np.ndarray]:
-        """One bool `(T, H, W)` mask per `[SEG]` state, `T` = frames given (all must be key frames for now)."""
-        num_frames = len(request.frames)
-        if num_frames > self.config.num_key_frames:
-            raise Sa2VAInputError(
-                f"segmenting a {num_frames}-frame video needs SAM2 memory propagation beyond the "
-                f"{self.config.num_key_frames} key frames, which this version does not provide yet; pass at most "
-                f"{self.config.num_key_frames} frames."
-            )
-        weight = self.text_hidden_fcs[0].weight
-        embeddings = self.text_hidden_fcs(seg_states.to(weight.device, weight.dtype))  # (N, 256)
-        features = request.sam2_features(self)  # one backbone pass per frame, shared by every [SEG]
-        prediction = decode_language_prompts(
-            self.sam2, features, embeddings[None].expand(num_frames, -1, -1)
-        )  # low_res_logits: (T, N, S/4, S/4)
+    def _segment(self, request: _Request, embeddings: torch.Tensor) -> list[np.ndarray]:
+        """One bool `(T, H, W)` mask per `[SEG]` embedding `(num_seg, 256)`."""
+        if request.is_video:
+            width, height = request.source.size
+            masks = [np.zeros((len(request.source), height, width), dtype=bool) for _ in range(embeddings.shape[0])]
+            for t, frame_masks in self._video_masks(request, embeddings):
+                for mask, frame_mask in zip(masks, frame_masks.values(), strict=True):
+                    mask[t] = frame_mask
+            return masks
+        features = request.sam2_features(self)  # one backbone pass, shared by every [SEG]
+        prediction = decode_language_prompts(self.sam2, features, embeddings[None])  # logits: (1, N, S/4, S/4)
         width, height = request.frames[0].size
-        masks = []
-        for i in range(embeddings.shape[0]):
-            logits = prediction.low_res_logits[:, i]  # (T, h, w)
-            masks.append(logits_to_masks(logits, (height, width), self.config.sam2_image_size).cpu().numpy())
-        return masks
+        size = self.config.sam2_image_size
+        return [logits_to_masks(prediction.low_res_logits[:, i], (height, width), size).cpu().numpy()
+                for i in range(embeddings.shape[0])]
+
+    def _video_masks(self, request: _Request, embeddings: torch.Tensor):
+        """Yield `(t, {obj_id: bool (H, W)})` for every frame, tracking all objects in one batched SAM2 pass."""
+        source, size = request.source, self.config.sam2_image_size
+        width, height = source.size
+        tracker = Sa2VATracker(
+            self.sam2,
+            num_frames=len(source),
+            load_frame=lambda t: sam2_pixel_values(source.frame(t), size)[None],
+            key_frames=request.key_frames,
+            prompts=embeddings,
+        )
+        with torch.inference_mode():
+            for t, logits in tracker.run():
+                masks = logits_to_masks(logits, (height, width), size).cpu().numpy()  # (N, H, W)
+                yield t, {obj_id: masks[obj_id] for obj_id in range(masks.shape[0])}
 
 
 class _Request:
     """One prepared turn: its frames, MLLM inputs and (lazily) SAM2 features, computed at most once."""
 
-    def __init__(self, text, frames, is_video, processor, history):
+    def __init__(self, text, frames, is_video, processor, history, source=None, key_frames=(0,)):
         self.text = text
+        self.source: FrameSource | None = source  # the whole video, read lazily
+        self.key_frames = list(key_frames)
         self.frames: list[Image.Image] | None = frames
         self.is_video = is_video
         self.processor: Sa2VAProcessor = processor
@@ -392,20 +446,6 @@ class _Request:
             pixels = self.processor.sam2_inputs(self.frames)
             self._features = encode_images(model.sam2, pixels)
         return self._features
-
-
-def _video_frames(video) -> list[Image.Image]:
-    if isinstance(video, np.ndarray):
-        if video.ndim != 4:
-            raise Sa2VAInputError(f"a video array must be (T, H, W, 3), got shape {video.shape}.")
-        video = list(video)
-    if not isinstance(video, (list, tuple)) or len(video) == 0:
-        raise Sa2VAInputError("video must be a non-empty list of frames (or a (T, H, W, 3) array).")
-    frames = [to_rgb(frame) for frame in video]
-    sizes = {frame.size for frame in frames}
-    if len(sizes) > 1:
-        raise Sa2VAInputError(f"all video frames must have one size, got {sorted(sizes)}.")
-    return frames
 
 
 def default_dtype(device_map=None) -> torch.dtype:
