@@ -19,10 +19,10 @@ from sa2va.video.frames import (
     FrameSource,
     ListFrames,
     SelectedFrames,
-    VideoFileFrames,
     natural_sort_key,
     open_video,
 )
+from sa2va.video.video_file import VideoFileFrames
 
 WIDTH, HEIGHT = 64, 48
 RATE = 10
