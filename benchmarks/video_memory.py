@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="sa2va-video-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     results = {}
     for count in (args.short, args.long):
         clip = workdir / f"clip-{count}.mp4"

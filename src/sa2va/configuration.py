@@ -7,6 +7,8 @@ from transformers.configuration_utils import SubConfigSpec
 
 from sa2va.errors import Sa2VAConfigError
 
+PROPAGATION_MODES = ("sa2va", "sa2va-i")
+
 # MLLM families this library can drive, by the `model_type` of their transformers config.
 MLLM_FAMILIES = ("qwen2_5_vl", "qwen3_vl", "internvl")
 
@@ -156,6 +158,8 @@ class Sa2VAConfig(PreTrainedConfig):
             Qwen-VL processor pixel budget used by the reference.
         num_key_frames (`int`, defaults to 5):
             How many video frames the MLLM sees.
+        propagation (`str`, defaults to `"sa2va"`):
+            Video tracking mode: `"sa2va"` (the reference) or `"sa2va-i"` (see `Sa2VAModel.set_propagator`).
     """
 
     model_type = "sa2va"
@@ -177,6 +181,9 @@ class Sa2VAConfig(PreTrainedConfig):
     min_pixels: int = 512 * 28 * 28
     max_pixels: int = 2048 * 28 * 28
     num_key_frames: int = 5
+    # "sa2va": the reference (language-prompted key frames, Sa2VA's own SAM2 tracks); "sa2va-i": key-frame masks from
+    # Sa2VA, propagated by a separately loaded original SAM2 (`Sa2VAModel.set_propagator`), uniform key frames.
+    propagation: str = "sa2va"
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
@@ -196,6 +203,10 @@ class Sa2VAConfig(PreTrainedConfig):
                 raise Sa2VAConfigError(
                     f"Unknown chat template {self.template!r}; expected one of {', '.join(CHAT_TEMPLATES)}."
                 )
+        if self.propagation not in PROPAGATION_MODES:
+            raise Sa2VAConfigError(
+                f"unknown propagation {self.propagation!r}; expected one of {', '.join(PROPAGATION_MODES)}."
+            )
         # Sa2VA checkpoints are exported with an independent lm_head (embeddings and head are trained separately).
         self.mllm_config.tie_word_embeddings = False
         if hasattr(self.mllm_config, "text_config"):

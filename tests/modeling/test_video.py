@@ -154,3 +154,61 @@ def test_video_file_input(tmp_path):
     with teacher_forcing(model, "Sure, [SEG]."):
         out = model.predict(video=str(path), text=SEGMENT)
     assert out.masks[0].shape == (7, 80, 96)
+
+
+def sam2_1_propagator():
+    from transformers import Sam2VideoModel
+
+    from sa2va.testing_parts import tiny_sam2_config
+
+    config = tiny_sam2_config(256)
+    config.enable_occlusion_spatial_embedding = True  # SAM2.1 flags: the stock propagator of Sa2VA-i
+    config.enable_temporal_pos_encoding_for_object_pointers = True
+    torch.manual_seed(1)
+    return Sam2VideoModel(config).eval()
+
+
+def test_sa2va_i_tracks_key_frame_masks_with_an_original_sam2(monkeypatch):
+    from sa2va.testing import tiny_model
+
+    model = tiny_model("internvl")
+    propagator = sam2_1_propagator()
+    model.set_propagator(propagator)
+    assert model.config.propagation == "sa2va-i"
+    seen = {}
+    original_init = Sa2VATracker.__init__
+
+    def spy(self, sam2, *args, **kwargs):
+        seen.update(sam2=sam2, key_frames=kwargs["key_frames"], masks=kwargs.get("key_frame_masks"))
+        original_init(self, sam2, *args, **kwargs)
+
+    monkeypatch.setattr(Sa2VATracker, "__init__", spy)
+    with teacher_forcing(model, "Sure, [SEG] [SEG]."):
+        out = model.predict(video=moving_square_video(9), text=SEGMENT)
+    assert len(out.masks) == 2 and all(m.shape == (9, 80, 96) for m in out.masks)
+    assert seen["sam2"] is propagator and seen["key_frames"] == [0, 2, 4, 6, 8]  # uniform by default
+    key_masks = seen["masks"](0)  # the fine-tuned decoder's masks, at the propagator's input size
+    assert key_masks.shape == (2, 256, 256) and key_masks.dtype == torch.bool
+
+
+def test_sa2va_i_without_a_propagator_is_a_clear_error(image):
+    from sa2va import Sa2VAInputError
+    from sa2va.testing import tiny_model
+
+    model = tiny_model("qwen2_5_vl")
+    model.config.propagation = "sa2va-i"
+    with teacher_forcing(model, "Sure, [SEG]."), pytest.raises(Sa2VAInputError, match="set_propagator"):
+        model.predict(video=moving_square_video(6), text=SEGMENT)
+
+
+def test_sam2_1_tracker_uses_occlusion_and_pointer_encodings(tracker_inputs):
+    _, frames, prompts = tracker_inputs
+    propagator = sam2_1_propagator()
+    masks = lambda t: torch.zeros(2, 256, 256, dtype=torch.bool).index_fill_(1, torch.arange(40, 90), True)  # noqa: E731
+    tracker = Sa2VATracker(propagator, len(frames), lambda t: frames[t], [0, 5], key_frame_masks=masks, num_objects=2)
+    out = torch.stack([logits for _, logits in tracker.run()])
+    assert out.shape == (10, 2, 64, 64) and torch.isfinite(out).all()
+    # key frames output the given masks as +-10 logits (SAM2's mask-as-output), downsampled to 64 x 64
+    assert (out[0][:, 12:20] > 0).all() and (out[0][:, :8] < 0).all()
+    position = tracker._pointer_position([1, 2, 3], torch.zeros(3, 2, 256))
+    assert position.shape == (3, 2, 64) and position.abs().sum() > 0

@@ -74,6 +74,7 @@ class Sa2VAModel(PreTrainedModel):
         self.sam2 = Sam2VideoModel(config.sam2_config)
         self.processor: Sa2VAProcessor | None = None
         self.logits_processors: list[LogitsProcessor] = []
+        self.propagator: Sam2VideoModel | None = None  # Sa2VA-i: an original SAM2 that tracks the key-frame masks
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -93,6 +94,15 @@ class Sa2VAModel(PreTrainedModel):
         """Attach the tokenizer/processor this model was trained with; records the `[SEG]` id in the config."""
         self.processor = processor
         self.config.seg_token_id = processor.seg_token_id
+
+    def set_propagator(self, sam2: Sam2VideoModel | None) -> None:
+        """Use an original SAM2 (v1 or 2.1, e.g. `Sam2VideoModel.from_pretrained(...)`) to track videos: Sa2VA-i.
+
+        Key-frame masks still come from this model's fine-tuned decoder; `sam2` propagates them with its stock
+        behaviour. Sets `config.propagation` to `"sa2va-i"` (or back to `"sa2va"` with `None`).
+        """
+        self.propagator = sam2.eval() if sam2 is not None else None
+        self.config.propagation = "sa2va-i" if sam2 is not None else "sa2va"
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
         """Save config and safetensors weights, plus the attached tokenizer/processor files."""
@@ -192,7 +202,7 @@ class Sa2VAModel(PreTrainedModel):
         mask_prompts=None,
         region_boxes: np.ndarray | None = None,
         region_points: np.ndarray | None = None,
-        key_frames: str | list[int] = "first",
+        key_frames: str | list[int] | None = None,
         processor: Sa2VAProcessor | None = None,
     ) -> Sa2VAOutput:
         """Answer one turn about an image, a video, or text only.
@@ -208,6 +218,7 @@ class Sa2VAModel(PreTrainedModel):
             region_points: `(num_regions, 2)` xy pixel clicks, turned into region masks by SAM2 first.
             key_frames: video frames the MLLM sees and SAM2 is prompted on: `"first"` (the reference: the first
                 `config.num_key_frames`), `"uniform"`, or explicit frame indices. Other frames are tracked.
+                Default: `"first"`, or `"uniform"` in Sa2VA-i mode.
             processor: overrides the attached processor.
 
         Returns:
@@ -230,7 +241,7 @@ class Sa2VAModel(PreTrainedModel):
         video,
         text: str,
         history: ChatHistory | None = None,
-        key_frames: str | list[int] = "first",
+        key_frames: str | list[int] | None = None,
         processor: Sa2VAProcessor | None = None,
     ) -> VideoStream:
         """Answer about a video and stream its masks frame by frame, holding nothing of size `T × H × W`.
@@ -276,7 +287,7 @@ class Sa2VAModel(PreTrainedModel):
         return None
 
     def _prepare(
-        self, image, video, text, history, mask_prompts, region_boxes, region_points, processor, key_frames="first"
+        self, image, video, text, history, mask_prompts, region_boxes, region_points, processor, key_frames=None
     ):
         processor = processor or self.processor
         if processor is None:
@@ -293,6 +304,8 @@ class Sa2VAModel(PreTrainedModel):
             frames = [to_rgb(image)]
         elif video is not None:
             source = open_video(video)
+            if key_frames is None:
+                key_frames = "uniform" if self.config.propagation == "sa2va-i" else "first"
             keys = select_key_frames(len(source), key_frames, self.config.num_key_frames)
             frames, is_video = [source.frame(k) for k in keys], True
         wants_regions = any(x is not None for x in (mask_prompts, region_boxes, region_points))
@@ -414,17 +427,45 @@ class Sa2VAModel(PreTrainedModel):
         """Yield `(t, {obj_id: bool (H, W)})` for every frame, tracking all objects in one batched SAM2 pass."""
         source, size = request.source, self.config.sam2_image_size
         width, height = source.size
-        tracker = Sa2VATracker(
-            self.sam2,
-            num_frames=len(source),
-            load_frame=lambda t: sam2_pixel_values(source.frame(t), size)[None],
-            key_frames=request.key_frames,
-            prompts=embeddings,
-        )
+        if self.config.propagation == "sa2va-i":
+            if self.propagator is None:
+                raise Sa2VAInputError("Sa2VA-i propagation needs an original SAM2: call model.set_propagator(sam2).")
+            tracker, size = self._sa2va_i_tracker(request, embeddings), self.propagator.config.image_size
+        else:
+            tracker = Sa2VATracker(
+                self.sam2,
+                num_frames=len(source),
+                load_frame=lambda t: sam2_pixel_values(source.frame(t), size)[None],
+                key_frames=request.key_frames,
+                prompts=embeddings,
+            )
         with torch.inference_mode():
             for t, logits in tracker.run():
                 masks = logits_to_masks(logits, (height, width), size).cpu().numpy()  # (N, H, W)
                 yield t, {obj_id: masks[obj_id] for obj_id in range(masks.shape[0])}
+
+
+    def _sa2va_i_tracker(self, request: _Request, embeddings: torch.Tensor) -> Sa2VATracker:
+        """Key-frame masks from this model's decoder, tracked by the original SAM2 propagator."""
+        source, size = request.source, self.config.sam2_image_size
+        propagator_size = self.propagator.config.image_size
+
+        def key_frame_masks(t: int) -> torch.Tensor:  # (N, S_propagator, S_propagator) bool
+            features = encode_images(self.sam2, sam2_pixel_values(source.frame(t), size)[None])
+            logits = decode_language_prompts(self.sam2, features, embeddings[None]).low_res_logits[0]
+            logits = torch.nn.functional.interpolate(
+                logits[:, None].float(), size=(propagator_size, propagator_size), mode="bilinear", align_corners=False
+            )
+            return logits[:, 0] > 0
+
+        return Sa2VATracker(
+            self.propagator,
+            num_frames=len(source),
+            load_frame=lambda t: sam2_pixel_values(source.frame(t), propagator_size)[None],
+            key_frames=request.key_frames,
+            key_frame_masks=key_frame_masks,
+            num_objects=embeddings.shape[0],
+        )
 
 
 class _Request:

@@ -94,28 +94,33 @@ def decode_masks(
     sam2: Sam2VideoModel,
     features: Sam2ImageFeatures,
     sparse_embeddings: torch.Tensor,
+    dense_embeddings: torch.Tensor | None = None,
+    multimask: bool = True,
 ) -> Sam2Prediction:
-    """Run the mask decoder with arbitrary sparse tokens, multimask on, and keep the best-IoU candidate.
+    """Run the mask decoder with arbitrary sparse tokens and keep the best-IoU candidate (multimask) or token 0.
 
     Args:
         sam2: the SAM2 model.
         features: features of `batch` frames.
         sparse_embeddings: `(batch, num_prompts, num_tokens, 256)` prompt tokens; each prompt is decoded separately
             against the same frame features (SAM2's "point batch").
+        dense_embeddings: `(batch, 256, S/16, S/16)` dense prompt; default `no_mask_embed` (no mask input).
+        multimask: three candidates and the best predicted IoU (Sa2VA always), or the single-mask token.
 
     Returns:
         The chosen candidate per prompt. No object-score suppression is applied (REFERENCE_SPEC §1.9 step 6).
     """
     batch_size, num_prompts = sparse_embeddings.shape[:2]
-    dense = sam2.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
-    dense = dense.expand(batch_size, -1, *features.image_embeddings.shape[-2:])
+    if dense_embeddings is None:
+        dense_embeddings = sam2.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        dense_embeddings = dense_embeddings.expand(batch_size, -1, *features.image_embeddings.shape[-2:])
     positional = sam2.get_image_wide_positional_embeddings().repeat(batch_size, 1, 1, 1)
     masks, iou, mask_tokens, object_scores = sam2.mask_decoder(
         image_embeddings=features.image_embeddings,
         image_positional_embeddings=positional,
         sparse_prompt_embeddings=sparse_embeddings.to(features.image_embeddings.dtype),
-        dense_prompt_embeddings=dense,
-        multimask_output=True,
+        dense_prompt_embeddings=dense_embeddings,
+        multimask_output=multimask,
         high_resolution_features=features.high_res_features,
     )
     # masks: (B, P, 3, h, w); iou: (B, P, 3); mask_tokens: (B, P, 3, C); object_scores: (B, P, 1)
