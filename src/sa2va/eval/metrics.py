@@ -332,6 +332,8 @@ def jf_score(gt: np.ndarray, pred: np.ndarray, bound_th: float = DEFAULT_BOUND_T
     Returns:
         ``(J, F)``, fractions in [0, 1].
     """
+    if len(gt) == 0:
+        raise Sa2VAInputError("an expression needs at least one frame; got gt with 0 frames.")
     return float(db_eval_iou(gt, pred).mean()), float(db_eval_boundary(gt, pred, bound_th).mean())
 
 
@@ -577,7 +579,11 @@ def _mask_stack(masks: np.ndarray | Sequence[np.ndarray], name: str) -> np.ndarr
         return _masks(masks, "(num_masks, height, width)", name)
     if len(masks) == 0:
         return np.zeros((0, 0, 0), dtype=bool)
-    return _masks(np.stack([np.asarray(m) for m in masks]), "(num_masks, height, width)", name)
+    try:
+        stacked = np.stack([np.asarray(m) for m in masks])
+    except ValueError as exc:
+        raise Sa2VAInputError(f"{name} must all have the same (height, width): {exc}") from exc
+    return _masks(stacked, "(num_masks, height, width)", name)
 
 
 def _iou_matrix(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

@@ -48,6 +48,27 @@ class MLLMInputs:
     region_cells: torch.Tensor | None = None
 
 
+@dataclass
+class TrainingInputs:
+    """A tokenised training conversation.
+
+    Attributes:
+        input_ids: `(seq,)`.
+        labels: `(seq,)`, -100 where no loss is taken.
+        pixel_values: InternVL `(num_tiles, 3, 448, 448)` or Qwen-VL patches, or `None`.
+        mm_token_type_ids: `(seq,)` 1 on image tokens (Qwen-VL), else 0.
+        extra: `image_grid_thw` for Qwen-VL.
+        region_cells: `(num_regions, 256)` bool (InternVL visual prompts), or `None`.
+    """
+
+    input_ids: torch.Tensor
+    labels: torch.Tensor
+    pixel_values: torch.Tensor | None
+    mm_token_type_ids: torch.Tensor
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
+    region_cells: torch.Tensor | None = None
+
+
 class Sa2VAProcessor:
     """Tokenizer (+ Qwen-VL processor) and the reference's prompt rules for one checkpoint.
 
@@ -148,6 +169,19 @@ class Sa2VAProcessor:
                 )
             prompt = prompts.internvl_turn(text, instruction, None, past_text)
             return MLLMInputs(prompt=prompt, input_ids=self._encode(prompt))
+        pixel_values, placeholder = self._internvl_visual(frames, is_video, region_cells)
+        if prompts.IMAGE_TAG not in text and prompts.IMG_CONTEXT not in past_text:
+            text = f"{prompts.IMAGE_TAG}\n{text}"  # the reference's demos prepend it on a first turn
+        if prompts.IMAGE_TAG in text and past_text:
+            raise Sa2VAInputError(
+                "'<image>' in a follow-up turn: the image is already in past_text; remove '<image>' from the text."
+            )
+        prompt = prompts.internvl_turn(text, instruction, placeholder, past_text)
+        return MLLMInputs(prompt=prompt, input_ids=self._encode(prompt), pixel_values=pixel_values,
+                          region_cells=region_cells)
+
+    def _internvl_visual(self, frames, is_video, region_cells) -> tuple[torch.Tensor, str]:
+        """InternVL pixels `(num_tiles, 3, 448, 448)` and the text that replaces `<image>` (+ region sentence)."""
         if is_video:
             pixel_values = torch.cat([internvl_pixel_values(f, dynamic=False) for f in frames])
         else:
@@ -164,15 +198,18 @@ class Sa2VAProcessor:
             placeholder = prompts.internvl_image_placeholder([tokens_per_tile * pixel_values.shape[0]])
         if region_cells is not None:
             placeholder += prompts.region_prompt([int(n) for n in region_cells.sum(dim=1)])
-        if prompts.IMAGE_TAG not in text and prompts.IMG_CONTEXT not in past_text:
-            text = f"{prompts.IMAGE_TAG}\n{text}"  # the reference's demos prepend it on a first turn
-        if prompts.IMAGE_TAG in text and past_text:
-            raise Sa2VAInputError(
-                "'<image>' in a follow-up turn: the image is already in past_text; remove '<image>' from the text."
-            )
-        prompt = prompts.internvl_turn(text, instruction, placeholder, past_text)
-        return MLLMInputs(prompt=prompt, input_ids=self._encode(prompt), pixel_values=pixel_values,
-                          region_cells=region_cells)
+        return pixel_values, placeholder
+
+    def _qwen_batch(self, text: str, images) -> dict:
+        """Run the Qwen-VL processor on one text: `<|image_pad|>` expanded per image grid, pixels, token types."""
+        return self.mllm_processor(
+            text=[text],
+            images=images,
+            return_tensors="pt",
+            # the pixel budget of the reference (`min_pixels`/`max_pixels`, spelled as `size` in transformers 5)
+            size={"shortest_edge": self.config.min_pixels, "longest_edge": self.config.max_pixels},
+            return_mm_token_type_ids=True,
+        )
 
     def _prepare_qwen(self, text, frames, past_text) -> MLLMInputs:
         processor = self.mllm_processor
@@ -190,17 +227,73 @@ class Sa2VAProcessor:
                 f"the conversation has {num_slots} image slot(s) but {len(images) if images else 0} image(s) were "
                 "given; pass the same image (or video) again on every follow-up turn."
             )
-        batch = processor(
-            text=[prompt],
-            images=images,
-            return_tensors="pt",
-            # the pixel budget of the reference (`min_pixels`/`max_pixels`, spelled as `size` in transformers 5)
-            size={"shortest_edge": self.config.min_pixels, "longest_edge": self.config.max_pixels},
-            return_mm_token_type_ids=True,
-        )
+        batch = self._qwen_batch(prompt, images)
         extra = {k: v for k, v in batch.items() if k not in ("input_ids", "pixel_values")}
         return MLLMInputs(prompt=prompt, input_ids=batch["input_ids"][0], pixel_values=batch.get("pixel_values"),
                           extra=extra)
+
+    # ------------------------------------------------------------------ training
+    def encode_conversation(
+        self,
+        turns: list[tuple[str, str]],
+        frames: list[Image.Image] | None,
+        is_video: bool = False,
+        region_cells: torch.Tensor | None = None,
+    ) -> TrainingInputs:
+        """Token ids and labels of a whole conversation, as the reference trains (REFERENCE_SPEC §7.4).
+
+        Each turn is the template's instruction (no system prompt), then the answer and the template's end token
+        (both in the loss), then a newline (not in the loss). The first user turn carries the visual tokens.
+
+        Args:
+            turns: `(user, assistant)` pairs.
+            frames: the image (one frame) or the video frames, or `None`.
+            is_video: frames are video frames (untiled for InternVL).
+            region_cells: `(num_regions, 256)` visual-prompt cells (InternVL).
+
+        Returns:
+            Ids `(seq,)`, labels `(seq,)` with -100 outside answers, and the visual inputs.
+        """
+        suffix = self.answer_suffix
+        pieces: list[tuple[str, bool]] = []
+        pixel_values, extra = None, {}
+        for index, (user, answer) in enumerate(turns):
+            if self.config.is_internvl:
+                image_text = None
+                if index == 0 and frames is not None:
+                    if prompts.IMAGE_TAG not in user:
+                        user = f"{prompts.IMAGE_TAG}\n{user}"
+                    pixel_values, image_text = self._internvl_visual(frames, is_video, region_cells)
+                prompt = prompts.internvl_turn(user, self.config.chat_template["instruction"], image_text)
+            else:
+                visual = prompts.QWEN_IMAGE_PLACEHOLDER * len(frames) if index == 0 and frames is not None else ""
+                prompt = prompts.chatml_user_turn(visual + user.replace(prompts.IMAGE_TAG, ""))
+            pieces += [(prompt, False), (answer + suffix, True), ("\n", False)]
+        ids: list[int] = []
+        labels: list[int] = []
+        token_types: list[int] = []
+        for index, (text, in_loss) in enumerate(pieces):
+            types = None
+            if index == 0 and not self.config.is_internvl and frames is not None:
+                batch = self._qwen_batch(text, [qwen_fetch_resize(frame) for frame in frames])
+                piece_ids = batch["input_ids"][0].tolist()
+                types = batch["mm_token_type_ids"][0].tolist()
+                pixel_values = batch["pixel_values"]
+                extra = {"image_grid_thw": batch["image_grid_thw"]}
+            else:
+                # BOS (InternLM2-style tokenizers) only at the very start, as the reference's per-piece encoding
+                piece_ids = self.tokenizer.encode(text, add_special_tokens=index == 0)
+            ids += piece_ids
+            labels += piece_ids if in_loss else [-100] * len(piece_ids)
+            token_types += types if types is not None else [0] * len(piece_ids)
+        return TrainingInputs(
+            input_ids=torch.tensor(ids),
+            labels=torch.tensor(labels),
+            pixel_values=pixel_values,
+            mm_token_type_ids=torch.tensor(token_types),
+            extra=extra,
+            region_cells=region_cells,
+        )
 
     def _tokens_per_tile(self) -> int:
         vision = self.config.mllm_config.vision_config
@@ -247,4 +340,4 @@ def _load_tokenizer(path: Path) -> PreTrainedTokenizerBase:
         return tokenizer
 
 
-__all__ = ["Sa2VAProcessor", "MLLMInputs"]
+__all__ = ["Sa2VAProcessor", "MLLMInputs", "TrainingInputs"]
