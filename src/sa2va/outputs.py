@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from sa2va.grounding.gcg import GroundedPhrase
 
@@ -42,6 +43,25 @@ class Sa2VAOutput:
     history: ChatHistory = field(default_factory=ChatHistory)
 
 
+@dataclass
+class Sa2VATrainingOutput:
+    """Losses of one training forward (all scalars).
+
+    Attributes:
+        loss: `llm_loss + mask_bce + mask_dice`, what is back-propagated.
+        llm_loss: next-token cross-entropy over answer tokens.
+        mask_bce: 2.0 × point-sampled BCE of the masks.
+        mask_dice: 0.5 × Dice of the masks.
+        mask_iou: mean IoU of the thresholded low-res masks (monitoring only; NaN without masks).
+    """
+
+    loss: torch.Tensor
+    llm_loss: torch.Tensor
+    mask_bce: torch.Tensor
+    mask_dice: torch.Tensor
+    mask_iou: torch.Tensor
+
+
 class VideoStream:
     """The answer about a video, with its masks streamed frame by frame.
 
@@ -68,4 +88,4 @@ class VideoStream:
         return self._frames
 
 
-__all__ = ["Sa2VAOutput", "ChatHistory", "GroundedPhrase", "VideoStream"]
+__all__ = ["Sa2VAOutput", "ChatHistory", "GroundedPhrase", "VideoStream", "Sa2VATrainingOutput"]

@@ -18,6 +18,7 @@ from torch import nn
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, PreTrainedModel, Sam2VideoModel
 
 from sa2va.configuration import Sa2VAConfig
+from sa2va.data.collate import TrainingBatch
 from sa2va.errors import Sa2VACheckpointError, Sa2VAConfigError, Sa2VAInputError
 from sa2va.grounding.gcg import parse_grounded_text
 from sa2va.grounding.masks import logits_to_masks
@@ -25,10 +26,11 @@ from sa2va.grounding.visual_prompts import check_mask_prompts, masks_from_geomet
 from sa2va.modeling.mllm import build_mllm, generate_with_states, internvl_image_features, internvl_splice
 from sa2va.modeling.projector import build_text_hidden_fcs
 from sa2va.modeling.sam2_prompt import Sam2ImageFeatures, decode_language_prompts, encode_images
-from sa2va.outputs import ChatHistory, Sa2VAOutput, VideoStream
+from sa2va.outputs import ChatHistory, Sa2VAOutput, Sa2VATrainingOutput, VideoStream
 from sa2va.processing import prompts
 from sa2va.processing.images import sam2_pixel_values, to_rgb
 from sa2va.processing.processor import MLLMInputs, Sa2VAProcessor
+from sa2va.train.losses import MaskLossConfig, fit_object_count, mask_losses
 from sa2va.video.frames import FrameSource, open_video
 from sa2va.video.keyframes import select_key_frames
 from sa2va.video.propagation import Sa2VATracker
@@ -155,6 +157,89 @@ class Sa2VAModel(PreTrainedModel):
         if _has_tokenizer(folder):
             model.attach_processor(Sa2VAProcessor.from_pretrained(folder, model.config))
         return model.eval()
+
+    # ------------------------------------------------------------------ training
+    def forward(
+        self,
+        batch: TrainingBatch,
+        mask_loss: MaskLossConfig | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Sa2VATrainingOutput:
+        """Training forward (teacher forcing): LM cross-entropy + mask BCE + Dice (REFERENCE_SPEC §7.2).
+
+        Each `[SEG]`'s post-norm last-layer state at its input position, projected to 256-d, prompts SAM2 on every
+        frame of its sample independently (no memory, as the reference trains); per frame the prompts and masks are
+        fitted to exactly five objects. A batch without masks adds the mask-side parameters with zero weight so
+        every trainable parameter stays in the graph (distributed training needs that).
+
+        Args:
+            batch: a collated :class:`~sa2va.data.collate.TrainingBatch`.
+            mask_loss: point sampling and weights (defaults: the reference's).
+            generator: RNG of the five-objects rule and the point sampling.
+        """
+        mask_loss = mask_loss or MaskLossConfig()
+        batch = batch.to(self.device)
+        hidden = self._training_hidden_states(batch)  # (B, L, D), after the final norm
+        logits = self.mllm.lm_head(hidden)
+        llm_loss = torch.nn.functional.cross_entropy(
+            logits[:, :-1].flatten(0, 1).float(), batch.labels[:, 1:].flatten(), ignore_index=-100
+        )
+        seg_id = self.config.seg_token_id
+        predictions, targets = [], []
+        for b in range(batch.num_samples):
+            if batch.targets[b] is None:
+                continue
+            states = hidden[b][batch.input_ids[b] == seg_id]  # (n_seg, D)
+            prompts = self.text_hidden_fcs(states)  # (n_seg, 256)
+            features = encode_images(self.sam2, batch.sam2_pixels[b])  # one pass for the sample's frames
+            frame_prompts, frame_targets = [], []
+            for t in range(batch.sam2_pixels[b].shape[0]):
+                p, m = fit_object_count(prompts, batch.targets[b][:, t], generator=generator)
+                frame_prompts.append(p)
+                frame_targets.append(m)
+            decoded = decode_language_prompts(self.sam2, features, torch.stack(frame_prompts))  # (T, 5, h, w)
+            predictions.append(decoded.low_res_logits.flatten(0, 1))
+            targets.append(torch.stack(frame_targets).flatten(0, 1))
+        if predictions:
+            logits_masks, target_masks = torch.cat(predictions), torch.cat(targets)
+            bce, dice = mask_losses(logits_masks, target_masks, mask_loss, generator)
+            with torch.no_grad():
+                pred = logits_masks > 0
+                iou = ((pred & target_masks).flatten(1).sum(1) / (pred | target_masks).flatten(1).sum(1).clamp(min=1))
+            mask_iou = iou.mean()
+        else:
+            keep = sum(p.sum() for p in self.text_hidden_fcs.parameters())
+            keep = keep + sum(p.sum() for p in self.sam2.mask_decoder.parameters() if p.requires_grad)
+            bce = dice = 0.0 * keep
+            mask_iou = torch.tensor(float("nan"))
+        return Sa2VATrainingOutput(
+            loss=llm_loss + bce + dice, llm_loss=llm_loss, mask_bce=bce, mask_dice=dice, mask_iou=mask_iou
+        )
+
+    def _training_hidden_states(self, batch: TrainingBatch) -> torch.Tensor:
+        """Last-layer, post-norm hidden states `(B, L, D)` of a padded batch, visual tokens spliced in."""
+        if self.config.is_internvl:
+            features = None
+            if batch.pixel_values is not None:
+                features = internvl_image_features(self.mllm, batch.pixel_values)  # (tiles, 256, D)
+            rows, start = [], 0
+            for b in range(batch.num_samples):
+                tiles = batch.tiles[b]
+                sample_features = features[start : start + tiles] if tiles else None
+                rows.append(internvl_splice(self.mllm, batch.input_ids[b], sample_features, batch.region_cells[b]))
+                start += tiles
+            out = self.mllm.model.language_model(inputs_embeds=torch.stack(rows), attention_mask=batch.attention_mask)
+            return out.last_hidden_state
+        kwargs = {}
+        if batch.pixel_values is not None:
+            kwargs = {"pixel_values": batch.pixel_values.to(self.mllm.dtype), "image_grid_thw": batch.image_grid_thw}
+        out = self.mllm.model(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            mm_token_type_ids=batch.mm_token_type_ids,
+            **kwargs,
+        )
+        return out.last_hidden_state
 
     # ------------------------------------------------------------------ reference drop-in
     def predict_forward(
