@@ -35,6 +35,22 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from sa2va.train.config import load_config
+    from sa2va.train.recipe import TrainRecipe
+
+    recipe = TrainRecipe(load_config(args.config, args.overrides))
+    recipe.setup(resume=not args.no_resume)
+    history = recipe.train()
+    if args.export:
+        recipe.export(args.export, layout=args.export_layout)
+    if recipe.accelerator.is_main_process and history:
+        last = history[-1]
+        print(f"trained {last['step']} steps: loss {last['loss']:.4f}, mask IoU {last['mask_iou']:.3f}; "
+              f"checkpoint in {recipe.config.output_dir}")
+    return 0
+
+
 def eval_literal(text: str):
     """Parse a Python/JSON literal (`[1, 2]`, `144`), or keep the text as a string."""
     import ast
@@ -60,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
         "that does not use hiera-L, e.g. embed_dim=96 num_heads=1 'stages=[1,2,7,2]'"
     )
     convert.set_defaults(run=_convert)
+
+    train = commands.add_parser("train", help="train or fine-tune Sa2VA (see configs/ and docs/data_format.md)")
+    train.add_argument("--config", required=True, help="training YAML")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. lr=1e-4 max_steps=50")
+    train.add_argument("--no-resume", action="store_true", help="ignore a checkpoint in output_dir")
+    train.add_argument("--export", metavar="DIR", help="after training, write the merged model here")
+    train.add_argument("--export-layout", choices=["native", "official"], default="native")
+    train.set_defaults(run=_train)
     return parser
 
 

@@ -40,6 +40,8 @@ class TrainingBatch:
         tiles: per sample, InternVL tiles in `pixel_values` (0 for text-only).
         region_cells: per sample, `(num_regions, 256)` or `None`.
         sam2_pixels, targets: per sample, as in :class:`EncodedSample`.
+        seeds: per sample, the seed of its random draws in the mask loss (five-objects rule, points), so a sample
+            is treated the same whichever process or batch it lands in.
     """
 
     input_ids: torch.Tensor
@@ -52,13 +54,16 @@ class TrainingBatch:
     region_cells: list[torch.Tensor | None]
     sam2_pixels: list[torch.Tensor | None]
     targets: list[torch.Tensor | None]
+    seeds: list[int]
 
     @property
     def num_samples(self) -> int:
         return self.input_ids.shape[0]
 
     def to(self, device: torch.device | str) -> TrainingBatch:
-        move = lambda x: x.to(device) if isinstance(x, torch.Tensor) else x  # noqa: E731
+        def move(x):
+            return x.to(device) if isinstance(x, torch.Tensor) else x
+
         return TrainingBatch(
             **{k: [move(v) for v in value] if isinstance(value, list) else move(value) for k, value in vars(self).items()}
         )
@@ -104,8 +109,8 @@ def _cuts_internvl_image(inputs: TrainingInputs, processor: Sa2VAProcessor, max_
     return bool((inputs.input_ids[max_length:] == context).any())
 
 
-def collate(samples: list[EncodedSample], pad_token_id: int) -> TrainingBatch:
-    """Right-pad a list of encoded samples into one batch."""
+def collate(samples: list[EncodedSample], pad_token_id: int, seeds: list[int] | None = None) -> TrainingBatch:
+    """Right-pad a list of encoded samples into one batch (`seeds`: per-sample loss seeds, default 0, 1, ...)."""
     length = max(s.inputs.input_ids.shape[0] for s in samples)
     batch = len(samples)
     input_ids = torch.full((batch, length), pad_token_id, dtype=torch.long)
@@ -129,6 +134,7 @@ def collate(samples: list[EncodedSample], pad_token_id: int) -> TrainingBatch:
         region_cells=[s.inputs.region_cells for s in samples],
         sam2_pixels=[s.sam2_pixels for s in samples],
         targets=[s.targets for s in samples],
+        seeds=list(seeds) if seeds is not None else list(range(len(samples))),
     )
 
 

@@ -159,23 +159,18 @@ class Sa2VAModel(PreTrainedModel):
         return model.eval()
 
     # ------------------------------------------------------------------ training
-    def forward(
-        self,
-        batch: TrainingBatch,
-        mask_loss: MaskLossConfig | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Sa2VATrainingOutput:
+    def forward(self, batch: TrainingBatch, mask_loss: MaskLossConfig | None = None) -> Sa2VATrainingOutput:
         """Training forward (teacher forcing): LM cross-entropy + mask BCE + Dice (REFERENCE_SPEC §7.2).
 
         Each `[SEG]`'s post-norm last-layer state at its input position, projected to 256-d, prompts SAM2 on every
         frame of its sample independently (no memory, as the reference trains); per frame the prompts and masks are
-        fitted to exactly five objects. A batch without masks adds the mask-side parameters with zero weight so
-        every trainable parameter stays in the graph (distributed training needs that).
+        fitted to exactly five objects. Mask losses are means over all objects of the batch; each sample's random
+        draws come from its own seed (`batch.seeds`), so sharding a batch over processes changes nothing. A batch
+        without masks adds the mask-side parameters with zero weight, keeping every trainable parameter in the graph.
 
         Args:
             batch: a collated :class:`~sa2va.data.collate.TrainingBatch`.
             mask_loss: point sampling and weights (defaults: the reference's).
-            generator: RNG of the five-objects rule and the point sampling.
         """
         mask_loss = mask_loss or MaskLossConfig()
         batch = batch.to(self.device)
@@ -185,28 +180,28 @@ class Sa2VAModel(PreTrainedModel):
             logits[:, :-1].flatten(0, 1).float(), batch.labels[:, 1:].flatten(), ignore_index=-100
         )
         seg_id = self.config.seg_token_id
-        predictions, targets = [], []
+        bce_sum = dice_sum = hidden.new_zeros(())
+        ious, num_objects = [], 0
         for b in range(batch.num_samples):
             if batch.targets[b] is None:
                 continue
-            states = hidden[b][batch.input_ids[b] == seg_id]  # (n_seg, D)
-            prompts = self.text_hidden_fcs(states)  # (n_seg, 256)
+            generator = torch.Generator().manual_seed(int(batch.seeds[b]))
+            prompts = self.text_hidden_fcs(hidden[b][batch.input_ids[b] == seg_id])  # (n_seg, 256)
             features = encode_images(self.sam2, batch.sam2_pixels[b])  # one pass for the sample's frames
-            frame_prompts, frame_targets = [], []
-            for t in range(batch.sam2_pixels[b].shape[0]):
-                p, m = fit_object_count(prompts, batch.targets[b][:, t], generator=generator)
-                frame_prompts.append(p)
-                frame_targets.append(m)
-            decoded = decode_language_prompts(self.sam2, features, torch.stack(frame_prompts))  # (T, 5, h, w)
-            predictions.append(decoded.low_res_logits.flatten(0, 1))
-            targets.append(torch.stack(frame_targets).flatten(0, 1))
-        if predictions:
-            logits_masks, target_masks = torch.cat(predictions), torch.cat(targets)
-            bce, dice = mask_losses(logits_masks, target_masks, mask_loss, generator)
+            fitted = [fit_object_count(prompts, batch.targets[b][:, t], generator=generator)
+                      for t in range(batch.sam2_pixels[b].shape[0])]
+            decoded = decode_language_prompts(self.sam2, features, torch.stack([p for p, _ in fitted]))
+            predicted = decoded.low_res_logits.flatten(0, 1)  # (T * 5, h, w)
+            target = torch.stack([m for _, m in fitted]).flatten(0, 1)
+            bce, dice = mask_losses(predicted, target.to(self.device), mask_loss, generator)
+            count = predicted.shape[0]
+            bce_sum, dice_sum, num_objects = bce_sum + bce * count, dice_sum + dice * count, num_objects + count
             with torch.no_grad():
-                pred = logits_masks > 0
-                iou = ((pred & target_masks).flatten(1).sum(1) / (pred | target_masks).flatten(1).sum(1).clamp(min=1))
-            mask_iou = iou.mean()
+                hit, target = predicted > 0, target.to(self.device)
+                ious.append((hit & target).flatten(1).sum(1) / (hit | target).flatten(1).sum(1).clamp(min=1))
+        if num_objects:
+            bce, dice = bce_sum / num_objects, dice_sum / num_objects
+            mask_iou = torch.cat(ious).mean()
         else:
             keep = sum(p.sum() for p in self.text_hidden_fcs.parameters())
             keep = keep + sum(p.sum() for p in self.sam2.mask_decoder.parameters() if p.requires_grad)
