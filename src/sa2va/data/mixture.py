@@ -24,7 +24,7 @@ class RepeatedMixture:
         return self._length
 
     def __getitem__(self, index: int):
-        for (dataset, repeats), offset in zip(reversed(self.parts), reversed(self._offsets)):
+        for (dataset, _repeats), offset in zip(reversed(self.parts), reversed(self._offsets)):
             if index >= offset:
                 return dataset[(index - offset) % len(dataset)]
         raise IndexError(index)

@@ -52,12 +52,17 @@ class TrainRecipe:
     # ------------------------------------------------------------------ setup
     def setup(self, resume: bool = True) -> None:
         from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs
 
         config = self.config
         precision = config.mixed_precision
         if precision == "auto":
             precision = "bf16" if torch.cuda.is_available() else "no"
-        self.accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=precision)
+        # the decoder's IoU / object-score heads and unused mask tokens never reach the loss (best-of-3 selection)
+        ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+        self.accelerator = Accelerator(
+            cpu=not torch.cuda.is_available(), mixed_precision=precision, kwargs_handlers=[ddp]
+        )
         self._seed_everything(config.seed)
         self.model = self._setup_model()
         self.dataset = self._setup_data()
@@ -130,12 +135,13 @@ class TrainRecipe:
         return collate(encoded, pad, seeds=seeds)
 
     # ------------------------------------------------------------------ loop
-    def train(self) -> list[dict]:
-        """Run until `max_steps`; returns the log history (one dict per logged step)."""
+    def train(self, until: int | None = None) -> list[dict]:
+        """Run until `max_steps` (or stop early after step `until`, saving a checkpoint); returns the log history."""
         config, accelerator = self.config, self.accelerator
+        last = min(config.max_steps, until) if until is not None else config.max_steps
         bar = tqdm(total=config.max_steps, initial=self.step, disable=not accelerator.is_main_process, desc="train")
         writer = self._tensorboard()
-        while self.step < config.max_steps:
+        while self.step < last:
             start = time.perf_counter()
             totals = {"loss": 0.0, "llm_loss": 0.0, "mask_bce": 0.0, "mask_dice": 0.0, "mask_iou": 0.0}
             for micro in range(config.grad_accum):
