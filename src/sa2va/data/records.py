@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from sa2va.data.sample import Turn
 from sa2va.errors import Sa2VAInputError
 from sa2va.processing.images import to_rgb
 
@@ -228,9 +229,44 @@ def check_index(index: int, length: int, name: str) -> int:
     return index
 
 
-def as_mask_list(masks: np.ndarray | list[np.ndarray]) -> list[np.ndarray]:
-    """One bool array per `[SEG]`."""
-    return [np.asarray(m, dtype=bool) for m in masks]
+def parse_messages(messages: Any, key: str = "conversations") -> list[tuple[str, str]]:
+    """Validate a LLaVA-style message list `[{"from": "human" | "gpt", "value": str}, ...]`.
+
+    Returns:
+        `(role, value)` pairs.
+
+    Raises:
+        BadRecord: not a list of such dicts.
+    """
+    expect(isinstance(messages, list) and len(messages) > 0, f'"{key}" must be a non-empty list of messages.')
+    pairs = []
+    for position, message in enumerate(messages):
+        expect(isinstance(message, dict), f'"{key}"[{position}] must be an object with "from" and "value".')
+        role, value = message.get("from"), message.get("value")
+        expect(role in ("human", "gpt"), f'"{key}"[{position}]["from"] must be "human" or "gpt", got {role!r}.')
+        expect(isinstance(value, str), f'"{key}"[{position}]["value"] must be a string.')
+        pairs.append((role, value))
+    return pairs
+
+
+def merge_messages(messages: list[tuple[str, str]]) -> list[Turn]:
+    """Messages into turns as the reference encodes them: leading answers are dropped, consecutive user messages are
+    concatenated (no separator), each answer closes a turn and is stripped, a trailing question is dropped.
+
+    Args:
+        messages: `(role, text)` pairs, role `"human"` or `"gpt"`, texts already transformed by the caller.
+    """
+    turns: list[Turn] = []
+    pending = ""
+    started = False
+    for role, text in messages:
+        if role == "human":
+            pending += text
+            started = True
+        elif started:
+            turns.append(Turn(user=pending, assistant=text.strip()))
+            pending = ""
+    return turns
 
 
 __all__ = [
@@ -248,7 +284,8 @@ __all__ = [
     "segment_frames",
     "item_rng",
     "check_index",
-    "as_mask_list",
+    "parse_messages",
+    "merge_messages",
     "IMAGE_MODALITY_LENGTH",
     "VIDEO_MODALITY_LENGTH",
     "REFSAV_MODALITY_LENGTH",
