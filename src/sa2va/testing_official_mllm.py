@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from sa2va.errors import Sa2VAConfigError
-from sa2va.testing_parts import build_tokenizer, special_token_ids
+from sa2va.testing_parts import _TEXT_SIZES, build_tokenizer, special_token_ids
 
 OFFICIAL_FAMILIES: tuple[str, ...] = ("internvl_qwen2", "internvl_internlm2", "qwen2_5_vl", "qwen3_vl")
 
@@ -37,14 +37,7 @@ TOKENIZER_FAMILY: dict[str, str] = {
 }
 
 # Same LLM geometry as the native tiny models: head_dim 16, 2 query heads per KV head.
-_LLM = {
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 4096,
-}
+_LLM = _TEXT_SIZES
 _PROMPT_DIM = 256  # SAM2's prompt width: text_hidden_fcs maps D → 256
 
 _INTERNVL_AUTO_MAP = {
