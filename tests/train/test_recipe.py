@@ -111,3 +111,31 @@ def test_export_merges_lora_and_reloads(tmp_path):
     sample = recipe.dataset[0]
     with teacher_forcing(model, "Sure, it is [SEG]."):
         assert len(model.predict(image=sample.image, text=sample.conversation[0].user).masks) == 1
+
+
+def test_user_jsonl_images_and_videos_train_in_separate_batches(tmp_path):
+    """The documented user format goes through the whole loop; a batch never mixes images and videos."""
+    import numpy as np
+
+    from ..data.fixtures import rle, square_mask, write_image, write_mp4
+
+    lines = []
+    for i in range(4):
+        write_image(tmp_path / f"img{i}.png", 48, 40, value=40 * i)
+        mask = square_mask(40, 48, 5 + i, 6, 12)
+        lines.append({"image": f"img{i}.png", "masks": [{"rle": rle(mask)}],
+                      "conversation": [{"user": "<image>\nPlease segment the square.", "assistant": "Sure, [SEG]."}]})
+    write_mp4(tmp_path / "clip.mp4", num_frames=6, width=48, height=40)
+    for _ in range(2):
+        frames = [{"rle": rle(square_mask(40, 48, 10, 10, 8))} for _ in range(6)]
+        lines.append({"video": "clip.mp4", "masks": [{"frames": frames}],
+                      "conversation": [{"user": "<image>\nPlease segment the square.", "assistant": "It is [SEG]."}]})
+    (tmp_path / "data.jsonl").write_text("\n".join(json.dumps(line) for line in lines))
+    cfg = config(tmp_path, data=[DataConfig(kind="user", path=str(tmp_path / "data.jsonl"))], max_steps=3)
+    recipe = TrainRecipe(cfg)
+    recipe.setup()
+    for step in range(3):
+        kinds = {recipe.dataset[i].frames is None for i in recipe._global_batch(step, 0)}
+        assert len(kinds) == 1
+    history = recipe.train()
+    assert len(history) == 3 and all(np.isfinite(h["loss"]) for h in history)

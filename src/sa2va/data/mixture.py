@@ -1,44 +1,42 @@
-"""Build the training mixture named by a training config's `data` list."""
+"""Build the training mixture named by a training config's `data` list (one reader per `kind`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+from sa2va.data import sources
+from sa2va.data.sampling import MixtureDataset
 from sa2va.data.synthetic import ShapesDataset
 from sa2va.errors import Sa2VAConfigError
 
 
-class RepeatedMixture:
-    """Datasets concatenated, each repeated `repeats` times (index `i` maps to one dataset's item)."""
-
-    def __init__(self, parts: list[tuple[object, int]]):
-        self.parts = parts
-        self._offsets = []
-        total = 0
-        for dataset, repeats in parts:
-            self._offsets.append(total)
-            total += len(dataset) * repeats
-        self._length = total
-
-    def __len__(self) -> int:
-        return self._length
-
-    def __getitem__(self, index: int):
-        for (dataset, _repeats), offset in zip(reversed(self.parts), reversed(self._offsets)):
-            if index >= offset:
-                return dataset[(index - offset) % len(dataset)]
-        raise IndexError(index)
+def _option(entry, name: str):
+    if name not in entry.options:
+        raise Sa2VAConfigError(f"data kind {entry.kind!r} needs options.{name} (see docs/data_format.md).")
+    return entry.options[name]
 
 
-def _user(entry, seed):
-    from sa2va.data.sources import UserDataset
-
-    return UserDataset(_path(entry), root=entry.root or None, **entry.options)
+def _rest(entry, *used: str) -> dict:
+    return {k: v for k, v in entry.options.items() if k not in used}
 
 
-READERS = {
-    "synthetic": lambda entry, seed: ShapesDataset(seed=seed, **entry.options),
-    "user": _user,
+# kind -> (entry, seed) -> dataset. `path` is the main annotation file, `root` the image / frame / video folder.
+READERS: dict[str, Callable] = {
+    "synthetic": lambda e, seed: ShapesDataset(seed=seed, **e.options),
+    "user": lambda e, seed: sources.UserDataset(_path(e), root=e.root or None, seed=seed, **e.options),
+    "refcoco": lambda e, seed: sources.RefCOCODataset(
+        _path(e), _option(e, "instances_json"), e.root, seed=seed, **_rest(e, "instances_json")
+    ),
+    "refvos": lambda e, seed: sources.RefVOSDataset(
+        _path(e), _option(e, "mask_dict"), e.root, seed=seed, **_rest(e, "mask_dict")
+    ),
+    "refsav": lambda e, seed: sources.RefSAVDataset(_path(e), e.root, seed=seed, **e.options),
+    "llava": lambda e, seed: sources.LLaVADataset(_path(e), e.root, seed=seed, **e.options),
+    "videoqa": lambda e, seed: sources.VideoQADataset(_path(e), e.root, seed=seed, **e.options),
+    "gcg": lambda e, seed: sources.GCGDataset(_path(e), e.root, seed=seed, **e.options),
+    "osprey": lambda e, seed: sources.OspreyDataset(_path(e), e.root, seed=seed, **e.options),
+    "finetune": lambda e, seed: sources.FinetuneDataset(_path(e), e.root, seed=seed, **e.options),
 }
 
 
@@ -49,11 +47,11 @@ def _path(entry) -> Path:
     return path
 
 
-def build_mixture(entries, seed: int = 0) -> RepeatedMixture:
+def build_mixture(entries, seed: int = 0) -> MixtureDataset:
     """One dataset per config entry, repeated as asked.
 
     Raises:
-        Sa2VAConfigError: an unknown kind or a missing file.
+        Sa2VAConfigError: an unknown kind, a missing file or a missing required option.
     """
     parts = []
     for entry in entries:
@@ -61,7 +59,7 @@ def build_mixture(entries, seed: int = 0) -> RepeatedMixture:
         if reader is None:
             raise Sa2VAConfigError(f"unknown data kind {entry.kind!r}; expected one of {', '.join(READERS)}.")
         parts.append((reader(entry, seed), entry.repeats))
-    return RepeatedMixture(parts)
+    return MixtureDataset(parts, seed=seed)
 
 
-__all__ = ["build_mixture", "RepeatedMixture", "READERS"]
+__all__ = ["build_mixture", "READERS"]

@@ -95,8 +95,7 @@ def parse_records(
         except (BadRecord, Sa2VAInputError) as error:
             if not skip_bad_records:
                 raise Sa2VADataError(
-                    f"{path}: {label}: {error} Fix the record, or pass skip_bad_records=True to drop malformed "
-                    "records."
+                    f"{path}: {label}: {error} Fix the record, or pass skip_bad_records=True to drop malformed records."
                 ) from None
             report.num_skipped += 1
             first_problem = first_problem or f"{label}: {error}"

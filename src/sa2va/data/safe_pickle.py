@@ -44,8 +44,8 @@ class RestrictedUnpickler(pickle.Unpickler):
     """An unpickler that resolves only plain builtin types (see the module docstring); anything else raises."""
 
     def find_class(self, module: str, name: str) -> Any:
-        # Python 2 pickles name `__builtin__`; `fix_imports=True` (the default) already maps it to `builtins`.
-        if module == "builtins" and name in _ALLOWED_BUILTINS:
+        # Python 2 and protocol 0/1 pickles name the module `__builtin__` (the base class maps it; this override must).
+        if module in ("builtins", "__builtin__") and name in _ALLOWED_BUILTINS:
             return getattr(builtins, name)
         if module == "_codecs" and name == "encode":
             return _latin1_encode

@@ -230,7 +230,8 @@ class GCGDataset:
         Returns:
             One turn; masks: one `(H, W)` bool per grounded phrase, in `[SEG]` order.
         """
-        record = self._records[check_index(index, len(self), self.name)]
+        index = check_index(index, len(self), self.name)
+        record = self._records[index]
         rng = item_rng(self.seed, index, draw)
         question = gcg_question(rng)
         answer = tag_caption(record.caption, [(p.start, p.end) for p in record.phrases])

@@ -116,25 +116,32 @@ class RefCOCODataset:
         if not isinstance(instances, dict) or not all(
             isinstance(instances.get(k), list) for k in ("images", "annotations")
         ):
-            raise Sa2VADataError(f'{self.instances_json}: expected a COCO object with "images" and "annotations" lists.')
+            raise Sa2VADataError(
+                f'{self.instances_json}: expected a COCO object with "images" and "annotations" lists.'
+            )
         anns = {a.get("id"): a for a in instances["annotations"] if isinstance(a, dict)}
         images = {i.get("id"): i for i in instances["images"] if isinstance(i, dict)}
 
         def parse(ref: Any) -> tuple[int, int, str, list[str], Any]:
+            get_field(ref, "split", str)
             ann_id = get_field(ref, "ann_id", int)
             sentences = get_field(ref, "sentences", list)
             texts = []
             for sentence in sentences:
                 raw = sentence.get("raw") if isinstance(sentence, dict) else None
-                expect(isinstance(raw, str) and clean_refcoco_phrase(raw) != "", 'every sentence needs a non-empty "raw".')
+                expect(
+                    isinstance(raw, str) and clean_refcoco_phrase(raw) != "", 'every sentence needs a non-empty "raw".'
+                )
                 texts.append(raw.lower())
             expect(len(texts) > 0, 'the ref has no "sentences".')
             ann = anns.get(ann_id)
             expect(ann is not None, f"ann_id {ann_id} is not in {self.instances_json.name}.")
             image_id = ref.get("image_id", ann.get("image_id"))
             image = images.get(image_id)
-            expect(image is not None and isinstance(image.get("file_name"), str),
-                   f"image_id {image_id!r} has no image with a file_name in {self.instances_json.name}.")
+            expect(
+                image is not None and isinstance(image.get("file_name"), str),
+                f"image_id {image_id!r} has no image with a file_name in {self.instances_json.name}.",
+            )
             segmentation = get_field(ann, "segmentation", (list, dict), f"annotation {ann_id}")
             check_segmentation(segmentation)
             return ann_id, image_id, image["file_name"], texts, segmentation
@@ -178,7 +185,8 @@ class RefCOCODataset:
         Returns:
             `num_pairs` turns, the RGB image, and `num_pairs` `(H, W)` bool masks.
         """
-        entry = self._images[check_index(index, len(self), self.name)]
+        index = check_index(index, len(self), self.name)
+        entry = self._images[index]
         rng = item_rng(self.seed, index, draw)
         picks = rng.integers(0, len(entry.objects), size=self.num_pairs)
         objects = [entry.objects[int(p)] for p in picks]
@@ -232,7 +240,10 @@ class FinetuneDataset:
             masks = get_field(record, "mask", list)
             texts = get_field(record, "text", list)
             expect(len(masks) == len(texts) > 0, f'"mask" ({len(masks)}) and "text" ({len(texts)}) must pair up.')
-            expect(all(isinstance(t, str) and clean_refcoco_phrase(t) for t in texts), '"text" must hold non-empty strings.')
+            expect(
+                all(isinstance(t, str) and clean_refcoco_phrase(t) for t in texts),
+                '"text" must hold non-empty strings.',
+            )
             for polygons in masks:
                 check_polygons(polygons)
             return image, [clean_refcoco_phrase(t) for t in texts], masks
@@ -259,7 +270,8 @@ class FinetuneDataset:
 
     def sample(self, index: int, draw: int = 0) -> TrainingSample:
         """Item `index` (`draw` re-draws the templates). Masks: one `(H, W)` bool per object."""
-        image_name, phrases, polygons = self._records[check_index(index, len(self), self.name)]
+        index = check_index(index, len(self), self.name)
+        image_name, phrases, polygons = self._records[index]
         rng = item_rng(self.seed, index, draw)
         where = f"{self.path}: {record_label(index)}"
         image = read_image(self.image_root / image_name, where)
@@ -320,8 +332,10 @@ class LLaVADataset:
                     if image is None:
                         value = value.replace("<image>", "")
                     else:
-                        expect(position == 0 or all(r == "gpt" for r, _ in messages[:position]),
-                               "<image> must be in the first question.")
+                        expect(
+                            position == 0 or all(r == "gpt" for r, _ in messages[:position]),
+                            "<image> must be in the first question.",
+                        )
                         value = value.strip()
                 converted.append((role, value))
             turns = merge_messages(converted)
@@ -350,7 +364,8 @@ class LLaVADataset:
 
     def sample(self, index: int, draw: int = 0) -> TrainingSample:
         """Item `index` (nothing is random here; `draw` is accepted for a uniform interface). No masks."""
-        image_name, turns = self._records[check_index(index, len(self), self.name)]
+        index = check_index(index, len(self), self.name)
+        image_name, turns = self._records[index]
         where = f"{self.path}: {record_label(index)}"
         image = read_image(self.image_root / image_name, where) if image_name is not None else None
         conversation = [Turn(t.user, t.assistant) for t in turns]

@@ -196,7 +196,8 @@ class OspreyDataset:
         Returns:
             The turns, the image, no `[SEG]` masks, and `region_masks` `(num_regions, H, W)` bool.
         """
-        record = self._records[check_index(index, len(self), self.name)]
+        index = check_index(index, len(self), self.name)
+        record = self._records[index]
         rng = item_rng(self.seed, index, draw)
         turns = self._turns(record, rng)
         where = f"{self.path}: {record.label}"

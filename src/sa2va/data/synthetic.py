@@ -34,6 +34,10 @@ class ShapesDataset:
     def __len__(self) -> int:
         return self.num_samples
 
+    @property
+    def modality_lengths(self) -> list[int]:
+        return [100] * self.num_samples  # all images
+
     def __getitem__(self, index: int) -> TrainingSample:
         rng = np.random.default_rng((self.seed, index))
         size = self.image_size

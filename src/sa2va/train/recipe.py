@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sa2va.data.collate import collate, encode_sample
+from sa2va.data.sampling import LengthGroupedSampler
 from sa2va.errors import Sa2VAConfigError
 from sa2va.train.config import TrainConfig
 from sa2va.train.losses import MaskLossConfig
@@ -66,6 +67,9 @@ class TrainRecipe:
         self._seed_everything(config.seed)
         self.model = self._setup_model()
         self.dataset = self._setup_data()
+        self.sampler = LengthGroupedSampler(
+            self.dataset.modality_lengths, config.batch_size * self.accelerator.num_processes, seed=config.seed
+        )
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             trainable, lr=config.lr, betas=tuple(config.betas), weight_decay=config.weight_decay
@@ -117,14 +121,23 @@ class TrainRecipe:
 
     # ------------------------------------------------------------------ data order
     def _global_batch(self, step: int, micro: int) -> list[int]:
-        """Dataset indices of one micro-batch of this process: a slice of the seeded permutation of its epoch."""
-        per_step = self.config.batch_size * self.config.grad_accum * self.accelerator.num_processes
-        position = step * per_step + micro * self.config.batch_size * self.accelerator.num_processes
-        epoch, offset = divmod(position, len(self.dataset))
-        order = np.random.default_rng((self.config.seed, epoch)).permutation(len(self.dataset))
-        order = np.concatenate([order, np.random.default_rng((self.config.seed, epoch + 1)).permutation(len(order))])
-        start = offset + self.accelerator.process_index * self.config.batch_size
-        return [int(i) for i in order[start : start + self.config.batch_size]]
+        """Dataset indices of one micro-batch of this process.
+
+        Global micro-batches (`batch_size × num_processes` items of one modality) come from the length-grouped
+        sampler of their epoch; process `r` takes the `r`-th slice.
+        """
+        index = step * self.config.grad_accum + micro
+        epoch, position = divmod(index, len(self._epoch_batches(0)))
+        chunk = self._epoch_batches(epoch)[position]
+        start = self.accelerator.process_index * self.config.batch_size
+        return chunk[start : start + self.config.batch_size]
+
+    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+        if getattr(self, "_batches_epoch", None) != epoch:
+            self.sampler.set_epoch(epoch)
+            self.dataset.set_epoch(epoch)
+            self._batches, self._batches_epoch = self.sampler.batches(), epoch
+        return self._batches
 
     def _batch(self, indices: list[int]):
         encoded = [encode_sample(self.dataset[i], self.processor, self.config.max_length) for i in indices]
