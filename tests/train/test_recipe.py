@@ -139,3 +139,10 @@ def test_user_jsonl_images_and_videos_train_in_separate_batches(tmp_path):
         assert len(kinds) == 1
     history = recipe.train()
     assert len(history) == 3 and all(np.isfinite(h["loss"]) for h in history)
+
+
+def test_gradient_checkpointing_gives_the_same_losses(tmp_path):
+    plain = run(config(tmp_path / "plain", max_steps=2))
+    checkpointed = run(config(tmp_path / "ckpt", max_steps=2, gradient_checkpointing=True))
+    for a, b in zip(plain.history, checkpointed.history, strict=True):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
