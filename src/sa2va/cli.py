@@ -51,6 +51,28 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from sa2va.eval.runner import evaluate, write_submission
+    from sa2va.modeling.sa2va import Sa2VAModel
+
+    if not args.model:
+        raise Sa2VAError("--model is required: a checkpoint folder, released name or Hub id.")
+    model = Sa2VAModel.from_pretrained(args.model, allow_pickle=args.allow_pickle).eval()
+    metrics = evaluate(model, args.benchmark, args.split, args.data_root, args.out)
+    if metrics.get("merged") is False:
+        print(f"shard {metrics['shard']} of {metrics['count']} done; shard 0 merges into {args.out}")
+        return 0
+    if args.submit:
+        print(f"wrote submission {write_submission(args.out)}")
+    scores = ", ".join(
+        f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
+        for k, v in metrics.items()
+        if k not in ("benchmark", "split") and not isinstance(v, dict)
+    )
+    print(f"{args.benchmark} {args.split}: {scores}; results in {args.out}")
+    return 0
+
+
 def eval_literal(text: str):
     """Parse a Python/JSON literal (`[1, 2]`, `144`), or keep the text as a string."""
     import ast
@@ -84,6 +106,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--export", metavar="DIR", help="after training, write the merged model here")
     train.add_argument("--export-layout", choices=["native", "official"], default="native")
     train.set_defaults(run=_train)
+
+    from sa2va.eval.benchmarks import BENCHMARKS
+
+    evaluation = commands.add_parser("eval", help="evaluate a model on a benchmark split (RefCOCO family, MeViS, ...)")
+    evaluation.add_argument("--model", help="checkpoint folder, released name or Hub id")
+    evaluation.add_argument("--benchmark", required=True, choices=BENCHMARKS)
+    evaluation.add_argument("--split", required=True, help="e.g. val, testA, test, valid_u, valid")
+    evaluation.add_argument("--data-root", required=True, help="the reference's data/ folder (or the dataset folder)")
+    evaluation.add_argument("--out", required=True, help="results folder; an existing one resumes")
+    evaluation.add_argument("--submit", action="store_true", help="video: also write Annotations/ PNGs and a zip")
+    evaluation.add_argument(
+        "--allow-pickle", action="store_true", help="accept pytorch_model*.bin (trusted files only)"
+    )
+    evaluation.set_defaults(run=_eval)
     return parser
 
 
