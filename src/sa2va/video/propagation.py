@@ -61,7 +61,8 @@ class MemoryEntry:
     Attributes:
         features: `(S/16 * S/16, num_objects, 64)` spatial memory, stored in bfloat16 as the reference.
         object_pointer: `(num_objects, 256)`.
-        low_res_logits: `(num_objects, S/4, S/4)` mask logits (kept for key frames only, to be returned in order).
+        low_res_logits: `(num_objects, S/4, S/4)` mask logits; dropped from tracked frames once yielded (later frames
+            need only the memory and the pointer), kept for key frames until their turn comes.
     """
 
     features: torch.Tensor
@@ -133,7 +134,8 @@ class Sa2VATracker:
         # Frames before the first key frame: tracked backwards first, buffered (low-res logits only), then yielded.
         before: dict[int, torch.Tensor] = {}
         for t in range(first - 1, -1, -1):
-            before[t] = self._track(t, reverse=True).low_res_logits.half()
+            entry = self._track(t, reverse=True)
+            before[t], entry.low_res_logits = entry.low_res_logits.half(), None
             self._evict(t)
         for t in range(first):
             yield t, before.pop(t).float()
@@ -141,7 +143,9 @@ class Sa2VATracker:
             if t in self.cond:
                 yield t, self.cond[t].low_res_logits
             else:
-                yield t, self._track(t, reverse=False).low_res_logits
+                entry = self._track(t, reverse=False)
+                yield t, entry.low_res_logits
+                entry.low_res_logits = None
                 self._evict(t)
 
     # ------------------------------------------------------------------ steps
