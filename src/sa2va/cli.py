@@ -57,8 +57,15 @@ def _eval(args: argparse.Namespace) -> int:
 
     if not args.model:
         raise Sa2VAError("--model is required: a checkpoint folder, released name or Hub id.")
+    options = {}
+    if args.text_encoder:
+        if args.benchmark != "gcg":
+            raise Sa2VAError("--text-encoder only applies to --benchmark gcg (phrase similarity of the recall).")
+        from sa2va.eval.gcg import bert_text_encoder
+
+        options["text_encoder"] = bert_text_encoder(args.text_encoder)
     model = Sa2VAModel.from_pretrained(args.model, allow_pickle=args.allow_pickle).eval()
-    metrics = evaluate(model, args.benchmark, args.split, args.data_root, args.out)
+    metrics = evaluate(model, args.benchmark, args.split, args.data_root, args.out, benchmark_options=options or None)
     if metrics.get("merged") is False:
         print(f"shard {metrics['shard']} of {metrics['count']} done; shard 0 merges into {args.out}")
         return 0
@@ -115,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--split", required=True, help="e.g. val, testA, test, valid_u, valid")
     evaluation.add_argument("--data-root", required=True, help="the reference's data/ folder (or the dataset folder)")
     evaluation.add_argument("--out", required=True, help="results folder; an existing one resumes")
+    evaluation.add_argument(
+        "--text-encoder", metavar="NAME_OR_PATH",
+        help="gcg only: a BERT-style model for the recall's phrase similarity, as the paper "
+        "(bert-base-uncased); default: a bag-of-words stand-in whose recall is not comparable to the paper",
+    )
     evaluation.add_argument("--submit", action="store_true", help="video: also write Annotations/ PNGs and a zip")
     evaluation.add_argument(
         "--allow-pickle", action="store_true", help="accept pytorch_model*.bin (trusted files only)"

@@ -219,3 +219,16 @@ def test_revos_end_to_end(model, tmp_path):
     for group in ("referring", "reasoning", "overall"):
         assert {"J", "F", "J&F", "A", "R"} <= set(metrics[group])
     assert metrics["referring"]["count"] == 1 and metrics["reasoning"]["count"] == 1
+
+
+@pytest.mark.parametrize(("benchmark", "refs_file"), [("refcoco+", "refs(unc).p"), ("refcocog", "refs(umd).p")])
+def test_refcoco_plus_and_g_end_to_end(model, tmp_path, benchmark, refs_file):
+    root = write_refcoco(tmp_path / "data")
+    source, target = root / "ref_seg" / "refcoco", root / "ref_seg" / benchmark
+    target.mkdir(parents=True)
+    (target / refs_file).write_bytes((source / "refs(unc).p").read_bytes())
+    (target / "instances.json").write_bytes((source / "instances.json").read_bytes())
+    with teacher_forcing(model, "Sure, it is [SEG]."):
+        metrics = evaluate(model, benchmark, "val", root, tmp_path / "out", progress=False)
+    assert metrics["benchmark"] == benchmark and metrics["split"] == "val" and metrics["count"] == 4
+    assert 0 <= metrics["cIoU"] <= 100 and 0 <= metrics["gIoU"] <= 100

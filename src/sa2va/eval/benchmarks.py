@@ -9,6 +9,9 @@ are always computed from the records in item order, so a sharded run scores exac
 | `refcoco`, `refcoco+`, `refcocog` | one referring sentence | `"<image>\\n Please segment {sent} in this image."` | cIoU, gIoU |
 | `mevis_u`, `davis17` | (video, expression) | `"<image>\\nPlease segment {exp}."` | J, F, J&F |
 | `revos` | (video, expression) | as above | J, F, J&F, A, R per type |
+| `refytvos` (`valid`) | (video, expression) | as above | none: predictions + `--submit` for the server |
+| `refsav` (`valid`) | (video, expression) | as above | J, F, A, JF for long / short and their mean |
+| `gcg` (`val`, `test`) | one GranD-f image | GCG prompt (§4) | mIoU, recall, mask AP, captions (`sa2va.eval.gcg`) |
 """
 
 from __future__ import annotations
@@ -25,7 +28,14 @@ from PIL import Image
 from sa2va.data.coco_masks import rle_mask, segmentation_to_mask
 from sa2va.data.records import Sa2VADataError, load_annotation, load_json, read_image
 from sa2va.errors import Sa2VAInputError
-from sa2va.eval.metrics import ReferringSegmentationScore, ReVOSScore, VOSScore
+from sa2va.eval.metrics import (
+    ReferringSegmentationScore,
+    ReVOSScore,
+    VOSScore,
+    db_eval_boundary,
+    db_eval_iou,
+    revos_accuracy,
+)
 from sa2va.grounding.masks import mask_to_rle, rle_to_mask
 
 PathLike = str | os.PathLike[str]
@@ -243,6 +253,26 @@ _REFVOS_LAYOUT: dict[str, dict[str, Any]] = {
         "frames": ["{split}/JPEGImages", "JPEGImages"],
         "sequential": True,
     },
+    "refytvos": {
+        "splits": {"valid": "valid"},
+        "folders": ["video_datas/rvos", "rvos", "ref-youtube-vos", "."],
+        "meta": [
+            "meta_expressions/{split}/meta_expressions.json",
+            "{split}/meta_expressions.json",
+            "meta_expressions.json",
+        ],  # fmt: skip
+        "masks": [],
+        "frames": ["{split}/JPEGImages", "JPEGImages"],
+        "sequential": False,
+    },
+    "refsav": {
+        "splits": {"valid": "valid"},
+        "folders": ["ref_sav_eval", "."],
+        "meta": ["meta_expressions_{split}.json", "meta_expressions.json"],
+        "masks": ["mask_dict.json"],
+        "frames": ["videos", "JPEGImages"],
+        "sequential": False,
+    },
     "revos": {
         "splits": {"valid": "valid"},
         "folders": ["video_datas/revos", "revos", "."],
@@ -252,6 +282,15 @@ _REFVOS_LAYOUT: dict[str, dict[str, Any]] = {
         "sequential": False,
     },
 }
+
+
+# (benchmark, split) pairs without public masks: predictions only, scored by the challenge server (`--submit`).
+_NO_GROUND_TRUTH = {("mevis_u", "valid"), ("refytvos", "valid")}
+
+NO_GROUND_TRUTH_NOTE = (
+    "no ground truth is available for this split; write the Annotations PNGs and submission.zip with --submit "
+    "and submit them to the benchmark's evaluation server."
+)
 
 
 def _union(entries: list[Any], height: int, width: int) -> np.ndarray:
@@ -269,7 +308,8 @@ class RefVOSBenchmark(Benchmark):
     One item per (video, expression); every frame (sorted names, `.jpg`) is given to the model; only the first
     `[SEG]` mask is kept (none -> all zeros). GT of an expression = union of its `anno_id` masks (DAVIS: one sequential
     id per expression of the file). ReVOS also reads `mask_dict_foreground.json` for R and reports per `type_id`.
-    MeViS `valid` has no masks: predictions only (use `--submit`).
+    MeViS `valid` and Ref-YouTube-VOS `valid` have no masks: predictions only (use `--submit`). Ref-SAV reports J, F, A
+    per `type_id` (long / short).
     """
 
     modality = "video"
@@ -293,7 +333,7 @@ class RefVOSBenchmark(Benchmark):
         mask_paths = paths(layout["masks"], base)
         self.mask_path = next((p for p in mask_paths if p.is_file()), None)
         self.has_ground_truth = self.mask_path is not None
-        if not self.has_ground_truth and not (name == "mevis_u" and split == "valid"):
+        if not self.has_ground_truth and (name, split) not in _NO_GROUND_TRUTH:
             _first_existing(mask_paths, f"the {name} {split} mask file", root)
         self.frame_root = _first_existing(paths(layout["frames"], base), f"the {name} {split} JPEG frame folder", root)
         meta = load_json(self.meta_path)
@@ -373,7 +413,7 @@ class RefVOSBenchmark(Benchmark):
 
     def score(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         if not self.has_ground_truth:
-            return {"count": len(records), "note": "no ground truth for this split; submit the Annotations zip."}
+            return {"count": len(records), "ground_truth": False, "note": NO_GROUND_TRUTH_NOTE}
         if self.name == "revos":
             revos = ReVOSScore()
             for record in records:
@@ -393,6 +433,8 @@ class RefVOSBenchmark(Benchmark):
                 g = getattr(result, group)
                 out[group] = {"J": g.j, "F": g.f, "J&F": g.jf, "A": g.a, "R": g.r, "count": g.count}
             return out
+        if self.name == "refsav":
+            return self._score_refsav(records)
         vos = VOSScore()
         for record in records:
             pred = np.stack([rle_to_mask(m) for m in record["masks"]])
@@ -400,16 +442,54 @@ class RefVOSBenchmark(Benchmark):
             vos.add(self.ground_truth(record, height, width), pred)
         return {"J": vos.j, "F": vos.f, "J&F": vos.jf, "count": vos.count}
 
+    def _score_refsav(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """Ref-SAV (`tools/eval/eval_ref_sav.py`): per expression the frame means of J, F and A; per `type_id`
+        (0 = "long", 1 = "short") the mean over its expressions ×100, JF = (J+F)/2; "overall" = mean of the two
+        groups (NaN -> null when a group is empty, as the reference's mean of an empty array)."""
+        groups: dict[str, list[tuple[float, float, float]]] = {"long": [], "short": []}
+        for record in records:
+            pred = np.stack([rle_to_mask(m) for m in record["masks"]])
+            _, height, width = pred.shape
+            gt = self.ground_truth(record, height, width)
+            scores = (float(db_eval_iou(gt, pred).mean()), float(db_eval_boundary(gt, pred).mean()),
+                      float(revos_accuracy(gt, pred).mean()))  # fmt: skip
+            if record["type_id"] == 0:
+                groups["long"].append(scores)
+            elif record["type_id"] == 1:
+                groups["short"].append(scores)
+        out: dict[str, Any] = {"count": len(records)}
+        for group, values in groups.items():
+            if values:
+                j, f, a = (100 * math.fsum(v[i] for v in values) / len(values) for i in range(3))
+            else:
+                j = f = a = math.nan
+            out[group] = {"J": j, "F": f, "A": a, "JF": (j + f) / 2, "count": len(values)}
+        out["overall"] = {k: (out["long"][k] + out["short"][k]) / 2 for k in ("J", "F", "A", "JF")}
+        return out
 
-BENCHMARKS = ("refcoco", "refcoco+", "refcocog", "mevis_u", "davis17", "revos")
+
+BENCHMARKS = ("refcoco", "refcoco+", "refcocog", "mevis_u", "davis17", "revos", "refytvos", "refsav", "gcg")
 
 
-def load_benchmark(name: str, split: str, data_root: PathLike) -> Benchmark:
+def load_benchmark(name: str, split: str, data_root: PathLike, **options: Any) -> Benchmark:
     """The benchmark `name` on `split` under `data_root`.
 
+    Args:
+        options: benchmark-specific keyword arguments; `gcg` takes `text_encoder` (see :mod:`sa2va.eval.gcg`).
+
     Raises:
-        Sa2VAInputError: unknown benchmark or split, or a data root without the expected files.
+        Sa2VAInputError: unknown benchmark or split, a data root without the expected files, or options the
+            benchmark does not take.
     """
+    if name == "gcg":
+        from sa2va.eval.gcg import GCGBenchmark  # gcg.py builds on this module
+
+        unknown = set(options) - {"text_encoder"}
+        if unknown:
+            raise Sa2VAInputError(f"gcg takes the option text_encoder only, got {sorted(unknown)}.")
+        return GCGBenchmark(split, data_root, **options)
+    if options:
+        raise Sa2VAInputError(f"{name} takes no benchmark options, got {sorted(options)}.")
     if name in _REFCOCO_SPLIT_BY:
         return RefCOCOBenchmark(name, split, data_root)
     if name in _REFVOS_LAYOUT:

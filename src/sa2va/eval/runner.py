@@ -200,19 +200,22 @@ def evaluate(
     progress: bool = True,
     barrier_timeout: float = 24 * 3600.0,
     poll_seconds: float = 2.0,
+    benchmark_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate `model` on one benchmark split (see the module docstring).
 
     Args:
         model: anything with `predict(image=... | video=..., text=...) -> Sa2VAOutput` (a :class:`Sa2VAModel`).
         benchmark: one of :data:`sa2va.eval.benchmarks.BENCHMARKS`.
-        split: e.g. `val`, `testA`, `test` (RefCOCO family), `valid_u` (MeViS), `valid` (DAVIS17, ReVOS).
+        split: e.g. `val`, `testA`, `test` (RefCOCO family), `valid_u` (MeViS), `valid` (DAVIS17, ReVOS,
+            Ref-YouTube-VOS, Ref-SAV), `val` / `test` (GCG).
         data_root: the reference's `data/` folder (or the dataset folder itself).
         out_dir: results folder (created); a folder with earlier results of the same split resumes.
         shard: `(index, count)`; default from `RANK` / `WORLD_SIZE`, else a single process.
         progress: show a tqdm bar.
         barrier_timeout: how long shard 0 waits for the other shards, in seconds.
         poll_seconds: how often shard 0 looks at the shard files while waiting.
+        benchmark_options: keyword arguments of the benchmark (`gcg`: `text_encoder`, see :mod:`sa2va.eval.gcg`).
 
     Returns:
         The metrics (shard 0 or a single process), or `{"shard": i, "count": n, "merged": False, ...}` for other
@@ -222,7 +225,7 @@ def evaluate(
         Sa2VAInputError: unknown benchmark/split, a data root without the expected files, an out folder holding
             another benchmark's results, or missing shard results after `barrier_timeout`.
     """
-    bench = load_benchmark(benchmark, split, data_root)
+    bench = load_benchmark(benchmark, split, data_root, **(benchmark_options or {}))
     index, count = resolve_shard(shard)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -244,13 +247,15 @@ def evaluate(
     return finalize(bench, records, out, model_name=str(name))
 
 
-def merge_shards(benchmark: str, split: str, data_root: PathLike, out_dir: PathLike) -> dict[str, Any]:
+def merge_shards(
+    benchmark: str, split: str, data_root: PathLike, out_dir: PathLike, benchmark_options: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Merge the shard files of a finished sharded run and write the final files (no model needed).
 
     Raises:
         Sa2VAInputError: some item has no prediction yet.
     """
-    bench = load_benchmark(benchmark, split, data_root)
+    bench = load_benchmark(benchmark, split, data_root, **(benchmark_options or {}))
     records = _wait_for_records(Path(out_dir), [item.key for item in bench.items()], 0.0, 0.0)
     return finalize(bench, records, out_dir)
 
@@ -273,7 +278,7 @@ def write_submission(out_dir: PathLike) -> Path:
     files = []
     for record in predictions.values():
         if "masks" not in record or "video_id" not in record:
-            raise Sa2VAInputError(f"{path} is not a video benchmark's predictions; --submit needs mevis / davis.")
+            raise Sa2VAInputError(f"{path} is not a video benchmark's predictions; --submit needs mevis / refytvos.")
         folder = annotations / record["video_id"] / record["exp_id"]
         folder.mkdir(parents=True, exist_ok=True)
         for frame, rle in zip(record["frames"], record["masks"], strict=True):
