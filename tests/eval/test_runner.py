@@ -232,3 +232,18 @@ def test_refcoco_plus_and_g_end_to_end(model, tmp_path, benchmark, refs_file):
         metrics = evaluate(model, benchmark, "val", root, tmp_path / "out", progress=False)
     assert metrics["benchmark"] == benchmark and metrics["split"] == "val" and metrics["count"] == 4
     assert 0 <= metrics["cIoU"] <= 100 and 0 <= metrics["gIoU"] <= 100
+
+
+def test_mevis_server_split_writes_predictions_and_a_submission(model, tmp_path):
+    root = tmp_path / "data"
+    frames = [f"{i:05d}" for i in range(3)]
+    meta = {"videos": {"vid_m": {"frames": frames, "expressions": {"0": {"exp": "the red car"}}}}}
+    base = root / "video_datas" / "mevis" / "valid"
+    write_json(base / "meta_expressions.json", meta)
+    write_jpeg_frames(base / "JPEGImages" / "vid_m", frames, W, H)
+    with teacher_forcing(model, "Sure, it is [SEG]."):
+        metrics = evaluate(model, "mevis", "valid", root, tmp_path / "out", progress=False)
+    assert metrics["benchmark"] == "mevis" and metrics["split"] == "valid" and metrics["ground_truth"] is False
+    assert (write_submission(tmp_path / "out")).exists()
+    assert (tmp_path / "out" / "Annotations" / "vid_m" / "0" / "00002.png").is_file()
+    assert "valid" in (tmp_path / "out" / "report.md").read_text()

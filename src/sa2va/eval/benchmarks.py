@@ -233,6 +233,16 @@ class RefCOCOBenchmark(Benchmark):
 
 # benchmark -> split -> (folder candidates relative to data_root, meta file names, mask file names, frame folder)
 _REFVOS_LAYOUT: dict[str, dict[str, Any]] = {
+    # MeViS `valid` (the server split, no ground truth here) and `valid_u` (the local split with masks) share a
+    # layout; `mevis` names the server split so the two are never confused in a report.
+    "mevis": {
+        "splits": {"valid": "valid"},
+        "folders": ["video_datas/mevis/{split}", "mevis/{split}", "{split}", "."],
+        "meta": ["meta_expressions.json"],
+        "masks": ["mask_dict.json"],
+        "frames": ["JPEGImages"],
+        "sequential": False,
+    },
     "mevis_u": {
         "splits": {"valid_u": "valid_u", "valid": "valid"},
         "folders": ["video_datas/mevis/{split}", "mevis/{split}", "{split}", "."],
@@ -285,7 +295,7 @@ _REFVOS_LAYOUT: dict[str, dict[str, Any]] = {
 
 
 # (benchmark, split) pairs without public masks: predictions only, scored by the challenge server (`--submit`).
-_NO_GROUND_TRUTH = {("mevis_u", "valid"), ("refytvos", "valid")}
+_NO_GROUND_TRUTH = {("mevis", "valid"), ("mevis_u", "valid"), ("refytvos", "valid")}
 
 NO_GROUND_TRUTH_NOTE = (
     "no ground truth is available for this split; write the Annotations PNGs and submission.zip with --submit "
@@ -468,7 +478,9 @@ class RefVOSBenchmark(Benchmark):
         return out
 
 
-BENCHMARKS = ("refcoco", "refcoco+", "refcocog", "mevis_u", "davis17", "revos", "refytvos", "refsav", "gcg")
+BENCHMARKS = (
+    "refcoco", "refcoco+", "refcocog", "mevis", "mevis_u", "davis17", "revos", "refytvos", "refsav", "gcg"
+)
 
 
 def load_benchmark(name: str, split: str, data_root: PathLike, **options: Any) -> Benchmark:
