@@ -97,7 +97,9 @@ class TrainRecipe:
         self.processor = model.processor
         configure_trainable(model, self.config)
         if self.config.gradient_checkpointing:
-            model.mllm.gradient_checkpointing_enable()
+            # transformers 5 renamed the switch; older 5.x releases only have the first name
+            enable = getattr(model.mllm, "activation_checkpointing_enable", None) or model.mllm.gradient_checkpointing_enable
+            enable()
         return model.train()
 
     def _setup_data(self):
