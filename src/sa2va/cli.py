@@ -80,6 +80,195 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+GCG_PROMPT = (
+    "<image>\nCould you please give me a brief description of the image? Please respond with interleaved "
+    "segmentation masks for the corresponding parts of the answer."
+)
+MODEL_HELP = (
+    "checkpoint folder, released name (e.g. Sa2VA-4B) or Hub id; required for now "
+    "(the embedded default model is not available yet)"
+)
+DTYPES = {"float32": "float32", "bfloat16": "bfloat16"}
+
+
+def _load_model(args: argparse.Namespace):
+    import torch
+
+    from sa2va.modeling.sa2va import Sa2VAModel
+
+    device = getattr(args, "device", None)
+    if device and device.startswith("cuda") and not torch.cuda.is_available():
+        raise Sa2VAError("--device cuda was asked for, but no CUDA device is available.")
+    dtype = getattr(torch, args.dtype) if getattr(args, "dtype", None) else None
+    device_map = device if device and device != "cpu" else None
+    return Sa2VAModel.from_pretrained(args.model, dtype=dtype, device_map=device_map).eval()
+
+
+def _open_input(path: str):
+    """`("image", PIL image)` or `("video", FrameSource)` for a file or folder; typed errors for bad paths."""
+    from pathlib import Path
+
+    from PIL import Image, UnidentifiedImageError
+
+    from sa2va.errors import Sa2VAInputError
+    from sa2va.video.frames import IMAGE_EXTENSIONS, open_video
+
+    source = Path(path).expanduser()
+    if not source.exists():
+        raise Sa2VAInputError(f"input '{source}' does not exist; expected an image, a video file or a frame folder.")
+    if source.is_file() and source.suffix.lower() in IMAGE_EXTENSIONS:
+        try:
+            with Image.open(source) as image:
+                return "image", image.convert("RGB")
+        except (UnidentifiedImageError, OSError) as error:
+            raise Sa2VAInputError(f"cannot read image '{source}': {error}") from error
+    return "video", open_video(source)
+
+
+def _with_image_token(text: str) -> str:
+    return text if "<image>" in text else f"<image>\n{text}"
+
+
+def _write_image_masks(image, masks, out: str | None, fmt: str, overlay: bool) -> None:
+    """Write the `(1, H, W)` masks of an image answer (and its overlay) into `out`."""
+    if not out:
+        return
+    from pathlib import Path
+
+    from sa2va.overlay import MaskWriter, overlay_masks, save_image_atomic
+
+    writer = MaskWriter(out, fmt)
+    try:
+        for obj_id, mask in enumerate(masks):
+            for t in range(mask.shape[0]):
+                writer.add(obj_id, t, mask[t])
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+    if overlay:
+        frame_masks = {obj_id: mask[0] for obj_id, mask in enumerate(masks)}
+        save_image_atomic(overlay_masks(image, frame_masks), Path(out) / "overlay.png")
+    print(f"wrote {writer.count} mask(s) to {out}", file=sys.stderr)
+
+
+def _stream_video_masks(stream, video, out: str | None, fmt: str, overlay: bool) -> None:
+    """Consume a `VideoStream` frame by frame, writing masks (and overlays) into `out`."""
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from sa2va.overlay import MaskWriter, mask_name, overlay_masks, save_image_atomic
+
+    writer = MaskWriter(out, fmt) if out else None
+    try:
+        for t, frame_masks in tqdm(stream, total=stream.num_frames, desc="frames", unit="frame", file=sys.stderr):
+            if writer is None:
+                continue
+            for obj_id, mask in frame_masks.items():
+                writer.add(obj_id, t, mask)
+            if overlay:
+                name = mask_name(0, t).replace("obj0_", "overlay_")
+                save_image_atomic(overlay_masks(video.frame(t), frame_masks), Path(out) / f"{name}.png")
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    if writer is not None:
+        writer.close()
+        print(f"wrote {writer.count} mask(s) to {out}", file=sys.stderr)
+
+
+def _segment(args: argparse.Namespace) -> int:
+    kind, data = _open_input(args.input)
+    model = _load_model(args)
+    text = args.text if "<image>" in args.text else f"<image>\nPlease segment {args.text}."
+    if kind == "image":
+        output = model.predict(image=data, text=text)
+        print(output.text)
+        _write_image_masks(data, output.masks, args.out, args.format, args.overlay)
+    else:
+        stream = model.predict_video_stream(data, text)
+        print(stream.text)
+        _stream_video_masks(stream, data, args.out, args.format, args.overlay)
+    return 0
+
+
+def _describe(args: argparse.Namespace) -> int:
+    kind, data = _open_input(args.input)
+    model = _load_model(args)
+    if kind == "image":
+        output = model.predict(image=data, text="<image>\nPlease describe the image in detail.")
+    else:
+        output = model.predict(video=data, text="<image>\nPlease describe the video in detail.")
+    print(output.text)
+    return 0
+
+
+def _gcg(args: argparse.Namespace) -> int:
+    kind, data = _open_input(args.image)
+    if kind != "image":
+        raise Sa2VAError(f"gcg takes an image; '{args.image}' is a video or a folder.")
+    model = _load_model(args)
+    output = model.predict(image=data, text=GCG_PROMPT)
+    print(output.text)
+    for phrase in output.phrases:
+        target = "no mask" if phrase.mask_index is None else f"mask obj{phrase.mask_index}"
+        print(f"  [{phrase.start}:{phrase.end}] {phrase.text} -> {target}")
+    _write_image_masks(data, output.masks, args.out, args.format, args.overlay)
+    return 0
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    kind, data = _open_input(args.input)
+    model = _load_model(args)
+    media = {"image": data} if kind == "image" else {"video": data}
+    history = None
+    turn = 0
+    while True:
+        print("> ", end="", flush=True)
+        line = sys.stdin.readline()
+        text = line.strip()
+        if not line or not text or text.lower() in ("exit", "quit"):
+            break
+        turn += 1
+        output = model.predict(**media, text=_with_image_token(text) if history is None else text, history=history)
+        history = output.history
+        print(output.text, flush=True)
+        if output.masks and args.out:
+            folder = str(Path(args.out) / f"turn{turn:02d}")
+            if kind == "image":
+                _write_image_masks(data, output.masks, folder, args.format, args.overlay)
+            else:
+                from sa2va.overlay import MaskWriter
+
+                writer = MaskWriter(folder, args.format)
+                for obj_id, mask in enumerate(output.masks):
+                    for t in range(mask.shape[0]):
+                        writer.add(obj_id, t, mask[t])
+                writer.close()
+    return 0
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help=MODEL_HELP)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to run (default: cpu)")
+    parser.add_argument(
+        "--dtype", choices=list(DTYPES), help="weights dtype (default: bfloat16 on cuda, else float32)"
+    )
+
+
+def _add_mask_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", metavar="DIR", help="folder for the masks (created if needed)")
+    parser.add_argument(
+        "--format", choices=["png", "rle", "npz"], default="png",
+        help="png: obj{i}_frame{t:05d}.png per object and frame; rle: one masks.json; npz: one masks.npz",
+    )
+    parser.add_argument("--overlay", action="store_true", help="also write coloured overlay PNG(s) into --out")
+
+
 def eval_literal(text: str):
     """Parse a Python/JSON literal (`[1, 2]`, `144`), or keep the text as a string."""
     import ast
@@ -132,6 +321,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-pickle", action="store_true", help="accept pytorch_model*.bin (trusted files only)"
     )
     evaluation.set_defaults(run=_eval)
+
+    segment = commands.add_parser("segment", help="segment what a text refers to in an image or video")
+    segment.add_argument("input", help="image file, video file or folder of frames")
+    segment.add_argument("text", help='what to segment, e.g. "the red car" (a text with <image> is used as is)')
+    _add_model_options(segment)
+    _add_mask_options(segment)
+    segment.set_defaults(run=_segment)
+
+    describe = commands.add_parser("describe", help="describe an image or video in detail")
+    describe.add_argument("input", help="image file, video file or folder of frames")
+    _add_model_options(describe)
+    describe.set_defaults(run=_describe)
+
+    gcg = commands.add_parser("gcg", help="grounded caption: a description with a mask per phrase")
+    gcg.add_argument("image", help="image file")
+    _add_model_options(gcg)
+    _add_mask_options(gcg)
+    gcg.set_defaults(run=_gcg)
+
+    chat = commands.add_parser("chat", help="multi-turn chat about an image or video on stdin")
+    chat.add_argument("input", help="image file, video file or folder of frames")
+    _add_model_options(chat)
+    _add_mask_options(chat)
+    chat.set_defaults(run=_chat)
     return parser
 
 

@@ -88,7 +88,8 @@ class ForcedAnswer(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         length = input_ids.shape[1]
-        if self._start is None or length <= self._last_length:  # a new generate call
+        # within one generate call the sequence grows by exactly one token per step; anything else is a new call
+        if self._start is None or length != self._last_length + 1:
             self._start = length
         self._last_length = length
         step = length - self._start
