@@ -127,8 +127,9 @@ def test_refytvos_predictions_and_submission(model, tmp_path):
         assert "Annotations/vid_y/0/00000.png" in archive.namelist()
 
 
-def test_refsav_scores_long_and_short(tmp_path):
-    base = tmp_path / "data" / "ref_sav_eval"
+def write_refsav(root: Path) -> None:
+    """`ref_sav_eval/`: 1 video × 3 frames, one long (type 0) and one short (type 1) expression of object 1."""
+    base = root / "ref_sav_eval"
     frames = [f"{i:05d}" for i in range(3)]
     expressions = {"0": {"exp": "the long description of a cat", "anno_id": [1], "type_id": 0},
                    "1": {"exp": "cat", "anno_id": [1], "type_id": 1}}  # fmt: skip
@@ -136,6 +137,10 @@ def test_refsav_scores_long_and_short(tmp_path):
                {"videos": {"sav_1": {"frames": frames, "expressions": expressions}}})  # fmt: skip
     write_json(base / "mask_dict.json", {"1": [rle(frame_mask(i, H, W)) for i in range(3)]})
     write_jpeg_frames(base / "videos" / "sav_1", frames, W, H)
+
+
+def test_refsav_scores_long_and_short(tmp_path):
+    write_refsav(tmp_path / "data")
     bench = load_benchmark("refsav", "valid", tmp_path / "data")
     items = bench.items()
     perfect = {**items[0].info, "masks": [rle(frame_mask(i, H, W)) for i in range(3)]}
@@ -168,14 +173,7 @@ def test_bert_text_encoder_mean_pools_last_hidden_states(tmp_path):
 
 
 def test_refsav_end_to_end(model, tmp_path):
-    base = tmp_path / "data" / "ref_sav_eval"
-    frames = [f"{i:05d}" for i in range(3)]
-    expressions = {"0": {"exp": "the long description of a cat", "anno_id": [1], "type_id": 0},
-                   "1": {"exp": "cat", "anno_id": [1], "type_id": 1}}  # fmt: skip
-    write_json(base / "meta_expressions_valid.json",
-               {"videos": {"sav_1": {"frames": frames, "expressions": expressions}}})  # fmt: skip
-    write_json(base / "mask_dict.json", {"1": [rle(frame_mask(i, H, W)) for i in range(3)]})
-    write_jpeg_frames(base / "videos" / "sav_1", frames, W, H)
+    write_refsav(tmp_path / "data")
     out = tmp_path / "out"
     with teacher_forcing(model, SEG_ANSWER):
         metrics = evaluate(model, "refsav", "valid", tmp_path / "data", out, progress=False)
