@@ -24,6 +24,10 @@ RELEASED = {
     )
 }
 
+# The model bundled inside the package (trained by `sa2va train configs/tiny_scenes.yaml`), used when no model is named.
+DEFAULT_MODEL = "sa2va-tiny"
+EMBEDDED = {DEFAULT_MODEL: Path(__file__).resolve().parent.parent / "assets" / "sa2va-tiny"}
+
 # Files a checkpoint needs; never `*.py` (remote code is never run) and pickle only on request.
 _PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken"]
 
@@ -32,17 +36,25 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, allow_pickle: bool = Fal
     """A local folder holding the checkpoint: the path itself, or a Hub snapshot downloaded on demand.
 
     Args:
-        name_or_path: a folder, a released name (e.g. `Sa2VA-4B`) or a Hub id (`ByteDance/Sa2VA-4B`).
+        name_or_path: a folder, the embedded model's id (`sa2va-tiny`), a released name (e.g. `Sa2VA-4B`) or a Hub
+            id (`ByteDance/Sa2VA-4B`).
         allow_pickle: also fetch `*.bin` files.
 
     Raises:
         Sa2VACheckpointError: the folder does not exist, or the Hub cannot be reached (offline mode included),
             with a message saying how to point at a local copy instead.
     """
+    name = str(name_or_path)
+    if name in EMBEDDED:
+        if not (EMBEDDED[name] / "config.json").is_file():
+            raise Sa2VACheckpointError(
+                f"the embedded model {name!r} is missing from this install ({EMBEDDED[name]}); reinstall sa2va or "
+                "train it with `sa2va train --config configs/tiny_scenes.yaml`."
+            )
+        return EMBEDDED[name]
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
-    name = str(name_or_path)
     repo_id = RELEASED.get(name, name)
     if path.exists() or repo_id.count("/") != 1 or name.startswith((".", "/", "~")):
         raise Sa2VACheckpointError(
@@ -64,4 +76,4 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, allow_pickle: bool = Fal
         raise Sa2VACheckpointError(f"cannot fetch {repo_id!r}: {state}. To use it, {how}.") from error
 
 
-__all__ = ["RELEASED", "resolve_checkpoint"]
+__all__ = ["DEFAULT_MODEL", "EMBEDDED", "RELEASED", "resolve_checkpoint"]
