@@ -14,8 +14,9 @@ standing in for InternLM2, `internlm2_chat` template, a BOS-adding tokenizer).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from transformers import LogitsProcessor
@@ -35,38 +36,65 @@ from sa2va.testing_parts import (
 FAMILIES = ("qwen2_5_vl", "qwen3_vl", "internvl", "internvl_llama")
 
 
-def tiny_config(family: str, sam2_image_size: int = 256) -> tuple[Sa2VAConfig, Sa2VAProcessor]:
+# Sizes a tiny model's `options` may set beyond the defaults (see `tiny_config`).
+TINY_OPTIONS = ("text", "vision", "sam2", "mask_decoder", "min_pixels", "max_pixels", "num_key_frames", "max_new_tokens")
+
+
+def tiny_config(
+    family: str, sam2_image_size: int = 256, options: Mapping[str, Any] | None = None
+) -> tuple[Sa2VAConfig, Sa2VAProcessor]:
     """A tiny config and its offline-built processor (tokenizer with every special token and chat template).
 
     Args:
         family: one of :data:`FAMILIES`.
-        sam2_image_size: SAM2 input side (multiple of 64); real checkpoints use 1024.
+        sam2_image_size: SAM2 input side (multiple of 32); real checkpoints use 1024.
+        options: size overrides (Qwen families for `text` / `vision`): `text` and `vision` (see
+            `sa2va.testing_parts.tiny_mllm_config`), `sam2` (`Sam2VideoConfig` attributes such as
+            `memory_attention_num_layers`), `mask_decoder` (its config's attributes, e.g. `mlp_dim`), and the
+            `Sa2VAConfig` fields `min_pixels`, `max_pixels`, `num_key_frames`, `max_new_tokens`.
+
+    Raises:
+        Sa2VAConfigError: unknown family or option.
     """
     if family not in FAMILIES:
         raise Sa2VAConfigError(f"unknown tiny family {family!r}; expected one of {', '.join(FAMILIES)}.")
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(TINY_OPTIONS))
+    if unknown:
+        raise Sa2VAConfigError(f"unknown tiny model option(s) {unknown}; expected some of {', '.join(TINY_OPTIONS)}.")
     tokenizer = build_tokenizer(family)
     ids = special_token_ids(tokenizer)
-    mllm_config = tiny_mllm_config(family, len(tokenizer), ids)
+    mllm_config = tiny_mllm_config(family, len(tokenizer), ids, options.get("text"), options.get("vision"))
+    sam2_config = tiny_sam2_config(sam2_image_size)
+    for sub, overrides in ((sam2_config, options.get("sam2")), (sam2_config.mask_decoder_config, options.get("mask_decoder"))):
+        for key, value in (overrides or {}).items():
+            if not hasattr(sub, key):
+                raise Sa2VAConfigError(f"{type(sub).__name__} has no attribute {key!r}.")
+            setattr(sub, key, value)
     template = {"internvl": "qwen_chat", "internvl_llama": "internlm2_chat"}.get(family)
+    fields = {k: options[k] for k in ("min_pixels", "max_pixels", "num_key_frames", "max_new_tokens") if k in options}
     config = Sa2VAConfig(
         mllm_config=mllm_config,
-        sam2_config=tiny_sam2_config(sam2_image_size),
+        sam2_config=sam2_config,
         template=template,
         seg_token_id=ids["[SEG]"],
-        max_new_tokens=64,  # short: tiny tokenizers spend several tokens per word
+        **{"max_new_tokens": 64, **fields},  # short by default: tiny tokenizers spend several tokens per word
     )
     return config, Sa2VAProcessor(config, tokenizer, build_processor(family, tokenizer))
 
 
-def tiny_model(family: str, seed: int = 0, sam2_image_size: int = 256) -> Sa2VAModel:
+def tiny_model(
+    family: str, seed: int = 0, sam2_image_size: int = 256, options: Mapping[str, Any] | None = None
+) -> Sa2VAModel:
     """A tiny random-init :class:`Sa2VAModel` of `family` with its processor attached, in eval mode on CPU.
 
     Args:
         family: one of :data:`FAMILIES`.
         seed: weight-initialisation seed; the same seed gives the same weights.
         sam2_image_size: SAM2 input side.
+        options: size overrides, see :func:`tiny_config`.
     """
-    config, processor = tiny_config(family, sam2_image_size)
+    config, processor = tiny_config(family, sam2_image_size, options)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Sa2VAModel(config)

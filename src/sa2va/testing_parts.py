@@ -408,7 +408,13 @@ def _require_ids(special_ids: Mapping[str, int], tokens: tuple[str, ...], family
     return {token: int(special_ids[token]) for token in tokens}
 
 
-def tiny_mllm_config(family: str, vocab_size: int, special_ids: Mapping[str, int]) -> PretrainedConfig:
+def tiny_mllm_config(
+    family: str,
+    vocab_size: int,
+    special_ids: Mapping[str, int],
+    text_sizes: Mapping[str, int] | None = None,
+    vision_sizes: Mapping[str, int] | None = None,
+) -> PretrainedConfig:
     """Return a tiny random-init config for one MLLM family.
 
     Text model: hidden 64, intermediate 128, 2 layers, 4 heads, 2 KV heads (head_dim 16). Vision towers: hidden 32,
@@ -424,7 +430,12 @@ def tiny_mllm_config(family: str, vocab_size: int, special_ids: Mapping[str, int
     Args:
         family: One of :data:`FAMILIES`.
         vocab_size: Rows of the embedding / ``lm_head``; normally ``len(tokenizer)``.
-        special_ids: Token → id map (see :func:`special_token_ids`). Needs ``<|im_end|>``, ``<|endoftext|>`` and, for
+        special_ids: Token → id map (see :func:`special_token_ids`).
+        text_sizes: Qwen families: overrides of the text sizes (``hidden_size``, ``intermediate_size``,
+            ``num_hidden_layers``, ``num_attention_heads``, ``num_key_value_heads``); the M-RoPE sections follow the
+            head size.
+        vision_sizes: Qwen families: overrides of the vision tower (``depth``, ``hidden_size``,
+            ``intermediate_size``, ``num_heads``). Needs ``<|im_end|>``, ``<|endoftext|>`` and, for
             Qwen, ``<|image_pad|>``, ``<|video_pad|>``, ``<|vision_start|>``, ``<|vision_end|>``; for InternVL
             ``<IMG_CONTEXT>``; for ``internvl_llama`` also ``<s>`` and ``</s>``.
 
@@ -438,6 +449,11 @@ def tiny_mllm_config(family: str, vocab_size: int, special_ids: Mapping[str, int
     if vocab_size <= 0:
         raise Sa2VAConfigError(f"vocab_size must be a positive int (len(tokenizer)); got {vocab_size}.")
 
+    text_sizes, vision_sizes = dict(text_sizes or {}), dict(vision_sizes or {})
+    if (text_sizes or vision_sizes) and family not in QWEN_FAMILIES:
+        raise Sa2VAConfigError(f"size overrides are implemented for the Qwen families only, not {family!r}.")
+    sizes = {**_TEXT_SIZES, **text_sizes}
+    head_dim = sizes["hidden_size"] // sizes["num_attention_heads"]
     if family in QWEN_FAMILIES:
         ids = _require_ids(
             special_ids,
@@ -445,7 +461,7 @@ def tiny_mllm_config(family: str, vocab_size: int, special_ids: Mapping[str, int
             family,
         )
         text_common = dict(
-            _TEXT_SIZES,
+            sizes,
             vocab_size=vocab_size,
             # Qwen's own configs use <|endoftext|> as bos and <|im_end|> as eos.
             bos_token_id=ids["<|endoftext|>"],
@@ -462,7 +478,12 @@ def tiny_mllm_config(family: str, vocab_size: int, special_ids: Mapping[str, int
         if family == "qwen2_5_vl":
             text_config = dict(
                 text_common,
-                rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
+                # the real model's split of a 128 head: [16, 24, 24] (temporal, height, width) pairs
+                rope_parameters={
+                    "rope_type": "default",
+                    "rope_theta": 1000000.0,
+                    "mrope_section": [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16],
+                },
             )
             vision_config = {
                 "depth": 2,
@@ -475,18 +496,19 @@ def tiny_mllm_config(family: str, vocab_size: int, special_ids: Mapping[str, int
                 # 112 px windows = 4x4 merged tokens, as in the real model; layer 1 attends globally.
                 "window_size": 112,
                 "fullatt_block_indexes": [1],
-                "out_hidden_size": _TEXT_SIZES["hidden_size"],
+                "out_hidden_size": sizes["hidden_size"],
+                **vision_sizes,
             }
             return Qwen2_5_VLConfig(
                 text_config=text_config, vision_config=vision_config, tie_word_embeddings=False, **token_ids
             )
         text_config = dict(
             text_common,
-            head_dim=16,
+            head_dim=head_dim,
             rope_parameters={
                 "rope_type": "default",
                 "rope_theta": 5000000.0,
-                "mrope_section": [4, 2, 2],
+                "mrope_section": [head_dim // 4, head_dim // 8, head_dim // 8],
                 "mrope_interleaved": True,
             },
         )
@@ -498,10 +520,11 @@ def tiny_mllm_config(family: str, vocab_size: int, special_ids: Mapping[str, int
             "patch_size": 16,
             "spatial_merge_size": 2,
             "temporal_patch_size": 2,
-            "out_hidden_size": _TEXT_SIZES["hidden_size"],
+            "out_hidden_size": sizes["hidden_size"],
             # A 16x16 learned grid, bilinearly resampled to each image's patch grid (the real model has 48x48).
             "num_position_embeddings": 256,
             "deepstack_visual_indexes": [0],
+            **vision_sizes,
         }
         return Qwen3VLConfig(
             text_config=text_config, vision_config=vision_config, tie_word_embeddings=False, **token_ids

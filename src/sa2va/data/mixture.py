@@ -37,7 +37,21 @@ READERS: dict[str, Callable] = {
     "gcg": lambda e, seed: sources.GCGDataset(_path(e), e.root, seed=seed, **e.options),
     "osprey": lambda e, seed: sources.OspreyDataset(_path(e), e.root, seed=seed, **e.options),
     "finetune": lambda e, seed: sources.FinetuneDataset(_path(e), e.root, seed=seed, **e.options),
+    "scenes": lambda e, seed: _scenes(e, seed),
 }
+
+
+def _scenes(entry, seed: int):
+    """Scenes-world training data: written under `root` in the user format (once), then read as `user` data.
+
+    Options: `num_images`, `num_videos`, `first_seed` (generation) and the `UserDataset` ones (`num_frames`, ...).
+    """
+    from sa2va.data.scenes_dataset import write_scenes
+
+    options = dict(entry.options)
+    generation = {k: options.pop(k) for k in ("num_images", "num_videos", "first_seed") if k in options}
+    root = write_scenes(entry.root or "data/scenes_train", "train", **generation)
+    return sources.UserDataset(root / "train.jsonl", root=root, seed=seed, **options)
 
 
 def _path(entry) -> Path:

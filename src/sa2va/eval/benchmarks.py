@@ -12,6 +12,7 @@ are always computed from the records in item order, so a sharded run scores exac
 | `refytvos` (`valid`) | (video, expression) | as above | none: predictions + `--submit` for the server |
 | `refsav` (`valid`) | (video, expression) | as above | J, F, A, JF for long / short and their mean |
 | `gcg` (`val`, `test`) | one GranD-f image | GCG prompt (§4) | mIoU, recall, mask AP, captions (`sa2va.eval.gcg`) |
+| `scenes` (`test`) | held-out scenes-world item | per task (`sa2va.eval.scenes`) | cIoU, J&F, QA accuracy, GCG mIoU |
 """
 
 from __future__ import annotations
@@ -479,7 +480,7 @@ class RefVOSBenchmark(Benchmark):
 
 
 BENCHMARKS = (
-    "refcoco", "refcoco+", "refcocog", "mevis", "mevis_u", "davis17", "revos", "refytvos", "refsav", "gcg"
+    "refcoco", "refcoco+", "refcocog", "mevis", "mevis_u", "davis17", "revos", "refytvos", "refsav", "gcg", "scenes"
 )
 
 
@@ -500,6 +501,10 @@ def load_benchmark(name: str, split: str, data_root: PathLike, **options: Any) -
         if unknown:
             raise Sa2VAInputError(f"gcg takes the option text_encoder only, got {sorted(unknown)}.")
         return GCGBenchmark(split, data_root, **options)
+    if name == "scenes":
+        from sa2va.eval.scenes import ScenesBenchmark  # scenes.py builds on this module
+
+        return ScenesBenchmark(split, data_root, **options)
     if options:
         raise Sa2VAInputError(f"{name} takes no benchmark options, got {sorted(options)}.")
     if name in _REFCOCO_SPLIT_BY:

@@ -159,7 +159,9 @@ class Sa2VAModel(PreTrainedModel):
         return model.eval()
 
     # ------------------------------------------------------------------ training
-    def forward(self, batch: TrainingBatch, mask_loss: MaskLossConfig | None = None) -> Sa2VATrainingOutput:
+    def forward(
+        self, batch: TrainingBatch, mask_loss: MaskLossConfig | None = None, video_key_frames: int = 0
+    ) -> Sa2VATrainingOutput:
         """Training forward (teacher forcing): LM cross-entropy + mask BCE + Dice (REFERENCE_SPEC §7.2).
 
         Each `[SEG]`'s post-norm last-layer state at its input position, projected to 256-d, prompts SAM2 on every
@@ -168,9 +170,15 @@ class Sa2VAModel(PreTrainedModel):
         draws come from its own seed (`batch.seeds`), so sharding a batch over processes changes nothing. A batch
         without masks adds the mask-side parameters with zero weight, keeping every trainable parameter in the graph.
 
+        With `video_key_frames = k > 0`, a video sample instead goes through SAM2's memory as at inference: its
+        first `k` frames are prompted by the `[SEG]` states, the later ones tracked from memory (with gradients
+        through the memory encoder and memory attention), and every frame's logits enter the loss (no five-objects
+        rule on this path).
+
         Args:
             batch: a collated :class:`~sa2va.data.collate.TrainingBatch`.
             mask_loss: point sampling and weights (defaults: the reference's).
+            video_key_frames: 0 (the reference) or the number of prompted frames of the memory path.
         """
         mask_loss = mask_loss or MaskLossConfig()
         batch = batch.to(self.device)
@@ -187,12 +195,16 @@ class Sa2VAModel(PreTrainedModel):
                 continue
             generator = torch.Generator().manual_seed(int(batch.seeds[b]))
             prompts = self.text_hidden_fcs(hidden[b][batch.input_ids[b] == seg_id])  # (n_seg, 256)
-            features = encode_images(self.sam2, batch.sam2_pixels[b])  # one pass for the sample's frames
-            fitted = [fit_object_count(prompts, batch.targets[b][:, t], generator=generator)
-                      for t in range(batch.sam2_pixels[b].shape[0])]
-            decoded = decode_language_prompts(self.sam2, features, torch.stack([p for p, _ in fitted]))
-            predicted = decoded.low_res_logits.flatten(0, 1)  # (T * 5, h, w)
-            target = torch.stack([m for _, m in fitted]).flatten(0, 1)
+            num_frames = batch.sam2_pixels[b].shape[0]
+            if video_key_frames and num_frames > 1:
+                predicted, target = self._tracked_logits(prompts, batch.sam2_pixels[b], batch.targets[b], video_key_frames)
+            else:
+                features = encode_images(self.sam2, batch.sam2_pixels[b])  # one pass for the sample's frames
+                fitted = [fit_object_count(prompts, batch.targets[b][:, t], generator=generator)
+                          for t in range(num_frames)]
+                decoded = decode_language_prompts(self.sam2, features, torch.stack([p for p, _ in fitted]))
+                predicted = decoded.low_res_logits.flatten(0, 1)  # (T * 5, h, w)
+                target = torch.stack([m for _, m in fitted]).flatten(0, 1)
             bce, dice = mask_losses(predicted, target.to(self.device), mask_loss, generator)
             count = predicted.shape[0]
             bce_sum, dice_sum, num_objects = bce_sum + bce * count, dice_sum + dice * count, num_objects + count
@@ -210,6 +222,26 @@ class Sa2VAModel(PreTrainedModel):
         return Sa2VATrainingOutput(
             loss=llm_loss + bce + dice, llm_loss=llm_loss, mask_bce=bce, mask_dice=dice, mask_iou=mask_iou
         )
+
+    def _tracked_logits(
+        self, prompts: torch.Tensor, pixels: torch.Tensor, targets: torch.Tensor, key_frames: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(num_objects * T, h, w)` logits of a video tracked through SAM2's memory, and the matching targets.
+
+        Args:
+            prompts: `(n_seg, 256)` projected `[SEG]` states.
+            pixels: `(T, 3, S, S)` SAM2 input.
+            targets: `(n_mask, T, h, w)` masks; prompts and masks pair in order, the longer list is cut.
+            key_frames: how many leading frames get the language prompts.
+        """
+        count = min(prompts.shape[0], targets.shape[0])
+        num_frames = pixels.shape[0]
+        tracker = Sa2VATracker(
+            self.sam2, num_frames, lambda t: pixels[t : t + 1], list(range(min(key_frames, num_frames))),
+            prompts=prompts[:count], window=num_frames,
+        )
+        logits = torch.stack([frame_logits for _, frame_logits in tracker.steps()], dim=1)  # (n, T, h, w)
+        return logits.flatten(0, 1), targets[:count].flatten(0, 1)
 
     def _training_hidden_states(self, batch: TrainingBatch) -> torch.Tensor:
         """Last-layer, post-norm hidden states `(B, L, D)` of a padded batch, visual tokens spliced in."""

@@ -20,7 +20,7 @@ class DataConfig:
     """One dataset of the mixture.
 
     Attributes:
-        kind: `user` (the simple JSONL format, `docs/data_format.md`), `synthetic` (generated shapes, for tests and
+        kind: `user` (the simple JSONL format, `docs/data_format.md`), `scenes` (the scenes world written in the user format, for the embedded model), `synthetic` (generated shapes, for tests and
             the tiny model) or a public-format reader name of `sa2va.data` (`refcoco`, `refvos`, `llava`, ...).
         path: annotation file (JSONL / JSON / pickle) for file-based kinds.
         root: folder that image / video paths are relative to.
@@ -41,6 +41,7 @@ class TrainConfig:
 
     Attributes:
         model: checkpoint folder / Hub id to start from, or `tiny:<family>` for a tiny random model.
+        model_options: for `tiny:` models, `sam2_image_size` and the size options of `sa2va.testing.tiny_config`.
         output_dir: where checkpoints and logs go.
         data: the dataset mixture.
         max_steps: optimiser steps (one step = `grad_accum` micro-batches).
@@ -51,6 +52,12 @@ class TrainConfig:
             `text_hidden_fcs` fully trained) or `full` (everything but the vision tower and SAM2's image encoder).
         lora_rank, lora_alpha, lora_dropout: LoRA settings.
         train_mask_decoder: train SAM2's mask decoder (the reference does).
+        train_vision: also train the MLLM's vision tower (frozen in the reference; for models trained from scratch).
+        train_sam2: `decoder` (the reference: SAM2's mask decoder only, see `train_mask_decoder`) or `all` (the whole
+            SAM2, memory included; for models trained from scratch).
+        video_key_frames: 0 (the reference) decodes every frame of a video sample on its own; `k > 0` runs the
+            sample through SAM2's memory as inference does, the first `k` frames prompted by `[SEG]` and the rest
+            tracked, so the memory modules learn too (with `train_sam2: all`).
         gradient_checkpointing: recompute LLM activations in the backward pass.
         mixed_precision: `auto` (bf16 on CUDA, fp32 on CPU), `no` or `bf16`.
         max_length: token limit per sample.
@@ -62,6 +69,7 @@ class TrainConfig:
     """
 
     model: str = "tiny:qwen2_5_vl"
+    model_options: dict = field(default_factory=dict)
     output_dir: str = "runs/sa2va"
     data: list[DataConfig] = field(default_factory=list)
     max_steps: int = 1000
@@ -77,6 +85,9 @@ class TrainConfig:
     lora_alpha: int = 256
     lora_dropout: float = 0.05
     train_mask_decoder: bool = True
+    train_vision: bool = False
+    train_sam2: str = "decoder"
+    video_key_frames: int = 0
     gradient_checkpointing: bool = False
     mixed_precision: str = "auto"
     max_length: int = 8192
@@ -100,6 +111,12 @@ class TrainConfig:
         problems = []
         if self.finetune not in ("lora", "full"):
             problems.append(f"finetune must be 'lora' or 'full', got {self.finetune!r}")
+        if self.train_sam2 not in ("decoder", "all"):
+            problems.append(f"train_sam2 must be 'decoder' or 'all', got {self.train_sam2!r}")
+        if self.video_key_frames < 0:
+            problems.append(f"video_key_frames must be >= 0, got {self.video_key_frames}")
+        if self.model_options and not self.model.startswith("tiny:"):
+            problems.append("model_options apply to tiny:<family> models only")
         if self.mixed_precision not in ("auto", "no", "bf16"):
             problems.append(f"mixed_precision must be auto, no or bf16, got {self.mixed_precision!r} (fp16 is not supported)")
         for name in ("max_steps", "batch_size", "grad_accum", "max_length", "mask_points"):

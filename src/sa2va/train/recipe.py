@@ -89,7 +89,9 @@ class TrainRecipe:
 
         name = self.config.model
         if name.startswith("tiny:"):
-            model = tiny_model(name.split(":", 1)[1], seed=self.config.seed)
+            options = dict(self.config.model_options)
+            size = options.pop("sam2_image_size", 256)
+            model = tiny_model(name.split(":", 1)[1], seed=self.config.seed, sam2_image_size=size, options=options)
         else:
             model = Sa2VAModel.from_pretrained(name)
         if model.processor is None:
@@ -161,7 +163,7 @@ class TrainRecipe:
             totals = {"loss": 0.0, "llm_loss": 0.0, "mask_bce": 0.0, "mask_dice": 0.0, "mask_iou": 0.0}
             for micro in range(config.grad_accum):
                 batch = self._batch(self._global_batch(self.step, micro))
-                output = self.model(batch, mask_loss=self.mask_loss)
+                output = self.model(batch, mask_loss=self.mask_loss, video_key_frames=config.video_key_frames)
                 accelerator.backward(output.loss / config.grad_accum)
                 for key in totals:
                     value = getattr(output, key).detach().float()

@@ -15,7 +15,8 @@ LORA_TARGETS = r".*mllm\.model\.language_model\.layers\.\d+\.(self_attn\.(q|k|v|
 def configure_trainable(model, config) -> dict[str, int]:
     """Freeze and unfreeze the model's parts for `config.finetune` (`lora` or `full`).
 
-    - vision tower (InternViT / Qwen `visual`) and SAM2's image encoder, prompt encoder and memory: frozen;
+    - vision tower (InternViT / Qwen `visual`): frozen unless `config.train_vision`;
+    - SAM2's image encoder, prompt encoder and memory: frozen unless `config.train_sam2 == "all"`;
     - InternVL projector, `embed_tokens`, `lm_head`, `text_hidden_fcs`: trained;
     - SAM2 mask decoder: trained when `config.train_mask_decoder`;
     - the LLM: LoRA adapters (`lora`) or every weight (`full`).
@@ -48,6 +49,11 @@ def configure_trainable(model, config) -> dict[str, int]:
     model.text_hidden_fcs.requires_grad_(True)
     if config.train_mask_decoder:
         model.sam2.mask_decoder.requires_grad_(True)
+    if getattr(config, "train_sam2", "decoder") == "all":
+        model.sam2.requires_grad_(True)
+    if getattr(config, "train_vision", False):
+        vision = model.mllm.model.vision_tower if model.config.is_internvl else model.mllm.model.visual
+        vision.requires_grad_(True)
     counts = {
         part: sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and n.startswith(prefix))
         for part, prefix in (("mllm", "mllm."), ("text_hidden_fcs", "text_hidden_fcs."), ("sam2", "sam2."))

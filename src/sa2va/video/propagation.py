@@ -128,6 +128,11 @@ class Sa2VATracker:
     @torch.inference_mode()
     def run(self) -> Iterator[tuple[int, torch.Tensor]]:
         """Yield `(t, low_res_logits (num_objects, S/4, S/4))` for t = 0 … T-1 in increasing order."""
+        yield from self.steps()
+
+    def steps(self) -> Iterator[tuple[int, torch.Tensor]]:
+        """:meth:`run` without inference mode: gradients flow through memories when the caller enables them
+        (training with `video_key_frames`)."""
         for t in self.key_frames:
             self.cond[t] = self._key_frame(t)
         first = self.key_frames[0]
