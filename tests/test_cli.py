@@ -138,7 +138,35 @@ def test_missing_input_exits_2(forced, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_model_is_required(capsys):
-    with pytest.raises(SystemExit) as info:
-        main(["describe", "x.png"])
-    assert info.value.code == 2
+def test_model_defaults_to_the_embedded_model(image_path, tmp_path, monkeypatch, capsys):
+    from sa2va.checkpoints import hub
+    from sa2va.cli import build_parser
+
+    for command in (["describe", "x.png"], ["segment", "x.png", "y"], ["gcg", "x.png"], ["chat", "x.png"], ["serve"]):
+        assert build_parser().parse_args(command).model == hub.DEFAULT_MODEL == "sa2va-tiny"
+    # while the embedded model is not installed, loading it is a clear user error (exit 2), not a traceback
+    monkeypatch.setitem(hub.EMBEDDED, hub.DEFAULT_MODEL, tmp_path / "not-installed")
+    assert main(["describe", str(image_path)]) == 2
+    assert "embedded model 'sa2va-tiny' is missing" in capsys.readouterr().err
+
+
+def test_serve_loads_once_and_passes_limits(forced, monkeypatch, capsys):
+    pytest.importorskip("fastapi")
+    model = forced("unused")
+    calls = []
+    monkeypatch.setattr("sa2va.serve.run_server", lambda *args, **kwargs: calls.append((args, kwargs)))
+    argv = ["serve", "--model", model, "--port", "8123", "--max-frames", "7", "--max-upload-mb", "2.5",
+            "--timeout-s", "9", "--max-concurrency", "2", "--max-queue", "3"]
+    assert main(argv) == 0
+    ((loaded, limits), kwargs), = calls
+    assert isinstance(loaded, modeling.Sa2VAModel)
+    assert (limits.max_frames, limits.max_upload_mb, limits.timeout_s, limits.max_concurrency, limits.max_queue) == (
+        7, 2.5, 9, 2, 3)
+    assert kwargs["host"] == "127.0.0.1" and kwargs["port"] == 8123 and kwargs["model_id"] == model
+    assert "http://127.0.0.1:8123" in capsys.readouterr().err
+
+
+def test_serve_rejects_bad_limits_before_loading(forced, capsys):
+    pytest.importorskip("fastapi")
+    assert main(["serve", "--model", forced("unused"), "--max-concurrency", "0"]) == 2
+    assert "max_concurrency must be >= 1" in capsys.readouterr().err

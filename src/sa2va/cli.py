@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from sa2va.checkpoints.hub import DEFAULT_MODEL
 from sa2va.errors import Sa2VAError
 
 EXIT_USER_ERROR = 2
@@ -84,10 +85,7 @@ GCG_PROMPT = (
     "<image>\nCould you please give me a brief description of the image? Please respond with interleaved "
     "segmentation masks for the corresponding parts of the answer."
 )
-MODEL_HELP = (
-    "checkpoint folder, released name (e.g. Sa2VA-4B) or Hub id; required for now "
-    "(the embedded default model is not available yet)"
-)
+MODEL_HELP = f"checkpoint folder, released name (e.g. Sa2VA-4B) or Hub id (default: the embedded {DEFAULT_MODEL})"
 DTYPES = {"float32": "float32", "bfloat16": "bfloat16"}
 
 
@@ -252,8 +250,32 @@ def _chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    missing = [name for name in ("fastapi", "uvicorn", "multipart") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise Sa2VAError(
+            f"sa2va serve needs the serve extra ({', '.join(missing)} missing): pip install 'sa2va[serve]'."
+        )
+    from sa2va.serve import ServeLimits, run_server
+
+    limits = ServeLimits(
+        max_upload_mb=args.max_upload_mb,
+        max_frames=args.max_frames,
+        timeout_s=args.timeout_s,
+        max_concurrency=args.max_concurrency,
+        max_queue=args.max_queue,
+    )
+    model = _load_model(args)
+    print(f"serving {args.model} on http://{args.host}:{args.port} (web UI at /, API docs at /docs)", file=sys.stderr)
+    run_server(model, limits, host=args.host, port=args.port, model_id=args.model,
+               log_level="info" if args.verbose else "warning")
+    return 0
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help=MODEL_HELP)
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to run (default: cpu)")
     parser.add_argument(
         "--dtype", choices=list(DTYPES), help="weights dtype (default: bfloat16 on cuda, else float32)"
@@ -345,6 +367,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(chat)
     _add_mask_options(chat)
     chat.set_defaults(run=_chat)
+
+    from sa2va.serve.limits import ServeLimits
+
+    defaults = ServeLimits()
+    serve = commands.add_parser("serve", help="HTTP API and web UI for one model (needs the serve extra)")
+    _add_model_options(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, local only)")
+    serve.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
+    serve.add_argument("--max-upload-mb", type=float, default=defaults.max_upload_mb,
+                       help=f"largest upload in MiB; larger get 413 (default: {defaults.max_upload_mb:g})")
+    serve.add_argument("--max-frames", type=int, default=defaults.max_frames,
+                       help=f"most frames of a video; more get 413 (default: {defaults.max_frames})")
+    serve.add_argument("--timeout-s", type=float, default=defaults.timeout_s,
+                       help=f"seconds a request may queue and run; then 504 (default: {defaults.timeout_s:g})")
+    serve.add_argument("--max-concurrency", type=int, default=defaults.max_concurrency,
+                       help=f"inference worker threads (default: {defaults.max_concurrency})")
+    serve.add_argument("--max-queue", type=int, default=defaults.max_queue,
+                       help=f"requests waiting for a worker; beyond that 503 (default: {defaults.max_queue})")
+    serve.set_defaults(run=_serve)
     return parser
 
 

@@ -23,4 +23,33 @@ class Sa2VACheckpointError(Sa2VAError, OSError):
     """A checkpoint folder or Hub id cannot be read, or its tensors do not match the model."""
 
 
-__all__ = ["Sa2VAError", "Sa2VAInputError", "Sa2VAConfigError", "Sa2VACheckpointError"]
+class Sa2VALimitError(Sa2VAInputError):
+    """A request is larger than a configured limit (upload size, frame count); the message names the limit."""
+
+
+class Sa2VANotFoundError(Sa2VAInputError, LookupError):
+    """Something named by the caller (e.g. a server conversation id) does not exist or has expired."""
+
+
+class Sa2VABusyError(Sa2VAError):
+    """The server cannot take the request now (its queue is full); retry after `retry_after_s` seconds."""
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class Sa2VATimeoutError(Sa2VAError, TimeoutError):
+    """A request did not finish within its time limit."""
+
+
+__all__ = [
+    "Sa2VAError",
+    "Sa2VAInputError",
+    "Sa2VAConfigError",
+    "Sa2VACheckpointError",
+    "Sa2VALimitError",
+    "Sa2VANotFoundError",
+    "Sa2VABusyError",
+    "Sa2VATimeoutError",
+]
