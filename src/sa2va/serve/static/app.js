@@ -121,7 +121,7 @@ function renderTurn(question, data) {
     $(".frame", turn).value = String(t);
     $(".frame-label", turn).textContent = `frame ${t + 1} / ${data.num_frames}`;
   };
-  if (!overlays.length) image.remove();
+  image.hidden = !overlays.length;
   if (data.num_frames > 1) {
     const controls = $(".frames", turn);
     controls.hidden = false;
@@ -136,8 +136,7 @@ function renderTurn(question, data) {
     });
   }
   showFrame(0);
-  const downloads = $(".downloads", turn);
-  if (!data.masks.length) downloads.remove();
+  $(".downloads", turn).hidden = !data.masks.length;
   $(".download-json", turn).addEventListener("click", () => {
     const body = { width: data.width, height: data.height, frame_indices: data.frame_indices, masks: data.masks };
     download(new Blob([JSON.stringify(body)], { type: "application/json" }), "masks.json");
