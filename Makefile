@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PIP     = $(PY) -m pip
 
-.PHONY: setup test lint clean
+.PHONY: setup test lint clean demo
 
 setup: $(VENV)/.installed
 
@@ -18,6 +18,11 @@ $(VENV)/.installed: pyproject.toml
 
 test: setup
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
+
+# The embedded model on the bundled example image and video: overlays (PNG, GIF), masks and answers in demo_out/.
+demo: setup
+	rm -rf demo_out
+	HF_HUB_OFFLINE=1 $(VENV)/bin/sa2va demo --out demo_out
 
 lint: setup
 	$(VENV)/bin/ruff check src tests

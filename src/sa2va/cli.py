@@ -56,8 +56,6 @@ def _eval(args: argparse.Namespace) -> int:
     from sa2va.eval.runner import evaluate, write_submission
     from sa2va.modeling.sa2va import Sa2VAModel
 
-    if not args.model:
-        raise Sa2VAError("--model is required: a checkpoint folder, released name or Hub id.")
     options = {}
     if args.text_encoder:
         if args.benchmark != "gcg":
@@ -328,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     from sa2va.eval.benchmarks import BENCHMARKS
 
     evaluation = commands.add_parser("eval", help="evaluate a model on a benchmark split (RefCOCO family, MeViS, ...)")
-    evaluation.add_argument("--model", help="checkpoint folder, released name or Hub id")
+    evaluation.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
     evaluation.add_argument("--benchmark", required=True, choices=BENCHMARKS)
     evaluation.add_argument("--split", required=True, help="e.g. val, testA, test, valid_u, valid")
     evaluation.add_argument("--data-root", required=True, help="the reference's data/ folder (or the dataset folder)")
@@ -386,7 +384,43 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-queue", type=int, default=defaults.max_queue,
                        help=f"requests waiting for a worker; beyond that 503 (default: {defaults.max_queue})")
     serve.set_defaults(run=_serve)
+
+    scenes = commands.add_parser("scenes", help="write scenes-world data (the embedded model's) in the user format")
+    scenes.add_argument("--out", required=True, metavar="DIR", help="new folder (reused when it holds the same scenes)")
+    scenes.add_argument("--split", choices=["train", "test"], default="train",
+                        help="train: conversations + region questions; test: held-out evaluation items")
+    scenes.add_argument("--images", type=int, default=2000, help="image scenes (default: 2000)")
+    scenes.add_argument("--videos", type=int, default=1000, help="video scenes (default: 1000)")
+    scenes.add_argument("--first-seed", type=int, help="seed of the first scene (default: 0 train, 1000000 test)")
+    scenes.set_defaults(run=_scenes)
+
+    demo = commands.add_parser("demo", help="run a model on the bundled example image and video, write overlays")
+    _add_model_options(demo)
+    demo.add_argument("--out", default="demo_out", metavar="DIR", help="new folder for the results (default: demo_out)")
+    demo.set_defaults(run=_demo)
     return parser
+
+
+def _scenes(args: argparse.Namespace) -> int:
+    from sa2va.data.scenes_dataset import write_scenes
+
+    root = write_scenes(args.out, args.split, num_images=args.images, num_videos=args.videos, first_seed=args.first_seed)
+    print(f"wrote {args.split} scenes to {root}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sa2va.demo import run_demo
+
+    answers = run_demo(_load_model(args), args.out)
+    for modality, entries in answers.items():
+        for entry in entries:
+            print(f"{modality}: {entry['prompt']!r} -> {entry['text']!r}")
+    out = Path(args.out).resolve()
+    print(f"overlays, masks and answers in {out}: image_overlay.png, image_gcg.png, video_overlay.gif, answers.json")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

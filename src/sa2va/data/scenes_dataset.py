@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -97,17 +98,23 @@ def _refer_question(expression: Expression, video: bool, rng: np.random.Generato
     return choose(rng, VIDEO_REFER_QUESTIONS if video else IMAGE_REFER_QUESTIONS).format(expr=expression.text)
 
 
-def training_record(files: _SceneFiles, rng: np.random.Generator) -> dict:
-    """One multi-turn conversation about a scene: 2 referring turns, 1–2 questions and, for images, sometimes GCG."""
+def training_record(
+    files: _SceneFiles, rng: np.random.Generator, refer_turns: int = 2, qa_turns: int = 2, gcg_share: float = 0.4,
+    echo: bool = False,
+) -> dict:
+    """One conversation about a scene, turns in random order: `refer_turns` referring turns, `qa_turns` questions
+    (one for videos) and, for images, a GCG turn with probability `gcg_share`. With `echo`, a referring answer
+    repeats the expression before its `[SEG]` ("The red circle is [SEG].")."""
     scene = files.scene
     turns, masks = [], []
-    items: list = [("refer", e) for e in _pick_by_kind(rng, referring_expressions(scene), 2)]
-    items += [("qa", q) for q in _pick_by_kind(rng, questions(scene), 1 if scene.is_video else 2)]
-    if not scene.is_video and rng.random() < 0.4:
+    items: list = [("refer", e) for e in _pick_by_kind(rng, referring_expressions(scene), refer_turns)]
+    items += [("qa", q) for q in _pick_by_kind(rng, questions(scene), min(qa_turns, 1) if scene.is_video else qa_turns)]
+    if not scene.is_video and rng.random() < gcg_share:
         items.append(("gcg", None))
     for task, item in (items[i] for i in rng.permutation(len(items))):
         if task == "refer":
-            turns.append({"user": _refer_question(item, scene.is_video, rng), "assistant": choose(rng, REFER_ANSWERS)})
+            answer = f"{item.text[0].upper()}{item.text[1:]} is [SEG]." if echo else choose(rng, REFER_ANSWERS)
+            turns.append({"user": _refer_question(item, scene.is_video, rng), "assistant": answer})
             masks.append(files.mask(item.target))
         elif task == "qa":
             turns.append({"user": item.question, "assistant": item.answer})
@@ -155,6 +162,7 @@ def write_scenes(
     num_videos: int = 1000,
     first_seed: int | None = None,
     progress: bool = True,
+    **conversation: Any,
 ) -> Path:
     """Generate scenes and write them with their JSONL files under `root` (reused if already written alike).
 
@@ -164,6 +172,7 @@ def write_scenes(
         num_images, num_videos: scenes of each modality.
         first_seed: seed of the first scene (default: 0 for train, :data:`TEST_FIRST_SEED` for test).
         progress: show a progress bar.
+        conversation: `training_record` options (`refer_turns`, `qa_turns`, `gcg_share`, `echo`).
 
     Returns:
         The folder.
@@ -181,7 +190,8 @@ def write_scenes(
     if split == "train" and first + max(num_images, num_videos) > TEST_FIRST_SEED:
         raise Sa2VAInputError(f"training seeds must stay below {TEST_FIRST_SEED} (the held-out scenes).")
     root = Path(root)
-    manifest = {"split": split, "num_images": num_images, "num_videos": num_videos, "first_seed": first, "version": 1}
+    manifest = {"split": split, "num_images": num_images, "num_videos": num_videos, "first_seed": first, "version": 1,
+                **conversation}
     if (root / "scenes.json").is_file():
         if json.loads((root / "scenes.json").read_text()) == manifest:
             return root
@@ -198,7 +208,7 @@ def write_scenes(
             rng = np.random.default_rng((seed, int(video), 11))
             files = _SceneFiles(staging, make_scene(seed, video=video))
             if split == "train":
-                lines["train"].append(json.dumps(training_record(files, rng)))
+                lines["train"].append(json.dumps(training_record(files, rng, **conversation)))
                 if not video:
                     lines["regions"].append(json.dumps(region_record(files, rng)))
             else:
