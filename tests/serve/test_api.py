@@ -110,3 +110,14 @@ def test_chat_with_explicit_history(tiny, tiny_server):
     assert data["conversation_id"] != first["conversation_id"]
     # the follow-up was not given <image> again: the history already holds the image
     assert data["history"]["turns"][1][0] == "Segment it."
+
+
+def test_chat_about_a_video_follows_up_on_the_stored_upload(tiny, tiny_server):
+    pytest.importorskip("av")
+    url = f"{tiny_server.url}/v1/chat"
+    with teacher_forcing(tiny, "Sure, it is [SEG]."):
+        first = post_form(url, {"text": "Segment the square."}, {"file": ("clip.mp4", mp4_bytes(3), "video/mp4")})
+        assert first.status == 200, first.body
+        second = post_form(url, {"text": "And now?", "conversation_id": first.json()["conversation_id"]}).json()
+    assert second["kind"] == "video" and second["num_frames"] == 3
+    assert [len(obj["rle"]) for obj in second["masks"]] == [3]
