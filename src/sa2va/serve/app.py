@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,6 @@ from fastapi import FastAPI, File, Form, UploadFile
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from sa2va import __version__
 from sa2va.errors import Sa2VAInputError, Sa2VATimeoutError
@@ -41,17 +41,23 @@ from sa2va.serve.worker import InferenceWorker
 STATIC = Path(__file__).resolve().parent / "static"
 ERRORS = {status: {"model": schemas.ErrorResponse} for status in (404, 413, 422, 503, 504)}
 OVERLAY_HELP = "also return the masks blended onto each frame, as base64 PNGs"
-FORM_ROOM_BYTES = MIB  # multipart overhead and form fields (history) on top of the file itself
+FORM_ROOM_BYTES = MIB
+DECODE_THREADS = 2  # multipart overhead and form fields (history) on top of the file itself
 
 
 @dataclass
 class ServerState:
-    """What the routes share: one model (used under `model_lock`), the limits, the worker pool, conversations."""
+    """What the routes share: one model (used under `model_lock`), the limits, the worker pools, conversations.
+
+    `decoder` checks uploads (image decoding, video probing) on a few threads of its own, so at most that many
+    uploads are decoded at once, whatever the number of connections.
+    """
 
     model: object
     model_id: str
     limits: ServeLimits
     worker: InferenceWorker
+    decoder: ThreadPoolExecutor
     conversations: ConversationStore
     upload_dir: Path
     model_lock: threading.Lock
@@ -77,6 +83,7 @@ def create_app(model, limits: ServeLimits | None = None, *, model_id: str | None
         model_id=str(model_id),
         limits=limits,
         worker=InferenceWorker(limits.max_concurrency, limits.max_queue),
+        decoder=ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="sa2va-decode"),
         conversations=ConversationStore(limits.max_conversations, limits.conversation_ttl_s),
         upload_dir=Path(tempfile.gettempdir()) / f"sa2va-serve-{uuid.uuid4().hex}",  # created on first upload
         model_lock=threading.Lock(),
@@ -86,6 +93,7 @@ def create_app(model, limits: ServeLimits | None = None, *, model_id: str | None
     async def lifespan(_app: FastAPI):
         yield
         state.worker.shutdown()
+        state.decoder.shutdown(wait=False, cancel_futures=True)
         state.conversations.close()
         shutil.rmtree(state.upload_dir, ignore_errors=True)
 
@@ -235,10 +243,12 @@ def _parse_history(raw: str | None) -> ChatHistory:
 
 
 async def _receive_media(state: ServerState, file: UploadFile, fps: float | None) -> Media:
-    """Store the upload within the size limit and inspect it off the event loop."""
+    """Store the upload within the size limit and inspect it on the decoder threads."""
     path = await save_upload(file, state.upload_dir, state.limits.max_upload_bytes)
     try:
-        return await run_in_threadpool(inspect_media, path, file.filename or "upload", state.limits.max_frames, fps)
+        return await asyncio.get_running_loop().run_in_executor(
+            state.decoder, inspect_media, path, file.filename or "upload", state.limits.max_frames, fps
+        )
     except BaseException:
         path.unlink(missing_ok=True)
         raise
