@@ -28,6 +28,7 @@ from PIL import Image
 from sa2va.errors import Sa2VAInputError
 from sa2va.eval.benchmarks import Benchmark, EvalItem, PathLike
 from sa2va.eval.metrics import ReferringSegmentationScore, VOSScore, gcg_miou
+from sa2va.grounding.gcg import parse_grounded_text
 from sa2va.grounding.masks import mask_to_rle, rle_to_mask
 
 _WORDS = re.compile(r"[a-z0-9]+")
@@ -113,7 +114,7 @@ class ScenesBenchmark(Benchmark):
                 qa_correct.setdefault(row["kind"], []).append(normalise_answer(record["text"]) == expected)
             else:
                 gcg_mious.append(gcg_miou([m[0] for m in predicted], [t[0] for t in truth]) if predicted else 0.0)
-                expected = normalise_answer(row["conversation"][0]["assistant"].replace("[SEG]", ""))
+                expected = normalise_answer(parse_grounded_text(row["conversation"][0]["assistant"])[0])
                 gcg_exact.append(normalise_answer(record["text"]) == expected)
         answers = [c for values in qa_correct.values() for c in values]
 
