@@ -157,3 +157,10 @@ def test_limits_are_validated():
     with pytest.raises(Sa2VAConfigError, match="max_frames must be a finite int"):
         ServeLimits(max_frames=2.5)
     assert ServeLimits(max_upload_mb=1).max_upload_bytes == 1024 * 1024
+
+
+def test_a_model_without_processor_is_refused_at_start():
+    from types import SimpleNamespace
+
+    with pytest.raises(Sa2VAConfigError, match="no tokenizer/processor attached"):
+        create_app(SimpleNamespace(processor=None))

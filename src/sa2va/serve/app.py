@@ -28,7 +28,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
 from sa2va import __version__
-from sa2va.errors import Sa2VAInputError, Sa2VATimeoutError
+from sa2va.errors import Sa2VAConfigError, Sa2VAInputError, Sa2VATimeoutError
 from sa2va.outputs import ChatHistory
 from sa2va.serve import schemas
 from sa2va.serve.http_errors import BodySizeLimit, install_error_handlers
@@ -74,7 +74,15 @@ def create_app(model, limits: ServeLimits | None = None, *, model_id: str | None
 
     Returns:
         A FastAPI app serving `/v1/segment`, `/v1/chat`, `/v1/models`, `/health`, `/docs` and the web UI at `/`.
+
+    Raises:
+        Sa2VAConfigError: the model has no tokenizer/processor attached (every request would fail).
     """
+    if hasattr(model, "processor") and model.processor is None:
+        raise Sa2VAConfigError(
+            "the model has no tokenizer/processor attached, so it cannot answer requests: load it with "
+            "Sa2VAModel.from_pretrained(folder) or call model.attach_processor(processor) first."
+        )
     limits = limits or ServeLimits()
     config = getattr(model, "config", None)
     model_id = model_id or getattr(config, "_name_or_path", "") or "sa2va"
