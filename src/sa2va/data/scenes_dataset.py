@@ -24,9 +24,9 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from sa2va.data.scenes import Scene, make_scene
+from sa2va.data.scenes import Scene, SceneObject, make_scene
 from sa2va.data.scenes_language import Expression, grounded_caption, questions, referring_expressions, region_answer
-from sa2va.data.templates import ANSWER_LIST, GCG_QUESTIONS, choose
+from sa2va.data.templates import GCG_QUESTIONS, choose
 from sa2va.errors import Sa2VAInputError
 from sa2va.grounding.masks import mask_to_rle
 
@@ -43,7 +43,6 @@ IMAGE_REFER_QUESTIONS = (
     "Where is {expr}? Please respond with a segmentation mask.",
 )
 VIDEO_REFER_QUESTIONS = ("Please segment {expr}.", "Please segment {expr} in this video.", "Can you segment {expr}?")
-REFER_ANSWERS = ANSWER_LIST[:3]
 
 
 def _pick_by_kind(rng: np.random.Generator, options: list, count: int) -> list:
@@ -98,13 +97,22 @@ def _refer_question(expression: Expression, video: bool, rng: np.random.Generato
     return choose(rng, VIDEO_REFER_QUESTIONS if video else IMAGE_REFER_QUESTIONS).format(expr=expression.text)
 
 
+def referring_answer(obj: SceneObject) -> str:
+    """`"Sure, it is the [SEG] red circle."`: the answer names the shape right after its `[SEG]`.
+
+    The `[SEG]` state (the hidden state where `[SEG]` is the input) is the one that predicts the next token, so
+    naming the shape there makes the language-model loss itself put the shape's identity into the state that prompts
+    SAM2. A model trained from scratch has no other reason to: "Sure, [SEG]." is followed by a constant "." and its
+    `[SEG]` state stays the same whatever the question (measured: cosine similarity 1.000 across targets).
+    """
+    return f"Sure, it is the [SEG] {obj.name}."
+
+
 def training_record(
-    files: _SceneFiles, rng: np.random.Generator, refer_turns: int = 2, qa_turns: int = 2, gcg_share: float = 0.4,
-    echo: bool = False,
+    files: _SceneFiles, rng: np.random.Generator, refer_turns: int = 2, qa_turns: int = 2, gcg_share: float = 0.4
 ) -> dict:
     """One conversation about a scene, turns in random order: `refer_turns` referring turns, `qa_turns` questions
-    (one for videos) and, for images, a GCG turn with probability `gcg_share`. With `echo`, a referring answer
-    repeats the expression before its `[SEG]` ("The red circle is [SEG].")."""
+    (one for videos) and, for images, a GCG turn with probability `gcg_share`."""
     scene = files.scene
     turns, masks = [], []
     items: list = [("refer", e) for e in _pick_by_kind(rng, referring_expressions(scene), refer_turns)]
@@ -113,7 +121,7 @@ def training_record(
         items.append(("gcg", None))
     for task, item in (items[i] for i in rng.permutation(len(items))):
         if task == "refer":
-            answer = f"{item.text[0].upper()}{item.text[1:]} is [SEG]." if echo else choose(rng, REFER_ANSWERS)
+            answer = referring_answer(scene.objects[item.target])
             turns.append({"user": _refer_question(item, scene.is_video, rng), "assistant": answer})
             masks.append(files.mask(item.target))
         elif task == "qa":
@@ -143,7 +151,8 @@ def test_records(files: _SceneFiles, rng: np.random.Generator) -> list[dict]:
             expr=e.text
         )
         out.append({**files.source, "task": "refer", "kind": e.kind, "expression": e.text,
-                    "conversation": [{"user": question, "assistant": "Sure, [SEG]."}], "masks": [files.mask(e.target)]})
+                    "conversation": [{"user": question, "assistant": referring_answer(scene.objects[e.target])}],
+                    "masks": [files.mask(e.target)]})
     for q in _pick_by_kind(rng, questions(scene), 1 if scene.is_video else 2):
         out.append({**files.source, "task": "qa", "kind": q.kind,
                     "conversation": [{"user": q.question, "assistant": q.answer}], "masks": []})
@@ -172,7 +181,7 @@ def write_scenes(
         num_images, num_videos: scenes of each modality.
         first_seed: seed of the first scene (default: 0 for train, :data:`TEST_FIRST_SEED` for test).
         progress: show a progress bar.
-        conversation: `training_record` options (`refer_turns`, `qa_turns`, `gcg_share`, `echo`).
+        conversation: `training_record` options (`refer_turns`, `qa_turns`, `gcg_share`).
 
     Returns:
         The folder.
@@ -190,7 +199,7 @@ def write_scenes(
     if split == "train" and first + max(num_images, num_videos) > TEST_FIRST_SEED:
         raise Sa2VAInputError(f"training seeds must stay below {TEST_FIRST_SEED} (the held-out scenes).")
     root = Path(root)
-    manifest = {"split": split, "num_images": num_images, "num_videos": num_videos, "first_seed": first, "version": 1,
+    manifest = {"split": split, "num_images": num_images, "num_videos": num_videos, "first_seed": first, "version": 2,
                 **conversation}
     if (root / "scenes.json").is_file():
         if json.loads((root / "scenes.json").read_text()) == manifest:

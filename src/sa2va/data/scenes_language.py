@@ -122,12 +122,14 @@ def questions(scene: Scene) -> list[Question]:
 
 
 def grounded_caption(scene: Scene) -> tuple[str, list[int]]:
-    """A GCG answer naming every shape, left to right, each phrase followed by `[SEG]`, and the shapes' indices.
+    """A GCG answer naming every shape, left to right, and the shapes' indices.
 
-    E.g. `"<p> A red circle </p> [SEG], <p> a blue square </p> [SEG] and <p> a white triangle </p> [SEG]."`
+    E.g. `"<p> A [SEG] red circle </p>, <p> a [SEG] blue square </p> and <p> a [SEG] white triangle </p>."`: each
+    phrase holds its `[SEG]` before the words naming the shape (see `scenes_dataset.referring_answer` for why);
+    `sa2va.grounding.gcg.parse_grounded_text` pairs a `[SEG]` inside a phrase with that phrase.
     """
     order = sorted(range(len(scene.objects)), key=lambda k: scene.objects[k].x)
-    parts = [f"<p> {'A' if n == 0 else 'a'} {scene.objects[k].name} </p> [SEG]" for n, k in enumerate(order)]
+    parts = [f"<p> {'A' if n == 0 else 'a'} [SEG] {scene.objects[k].name} </p>" for n, k in enumerate(order)]
     text = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
     return text + ".", order
 
