@@ -65,7 +65,7 @@ def run_demo(model, out: str | os.PathLike[str]) -> dict:
             files = []
             for mask in output.masks:
                 index = len(referred)
-                referred[index] = np.asarray(mask, dtype=bool)
+                referred[index] = np.asarray(mask, dtype=bool).reshape(image.height, image.width)
                 files.append(f"image_masks/{index}_{expression.replace(' ', '_')}.png")
                 save_mask_png(referred[index], staging / files[-1])
             answers["image"].append({"prompt": expression, "text": output.text, "masks": files})
@@ -77,7 +77,7 @@ def run_demo(model, out: str | os.PathLike[str]) -> dict:
 
         output = model.predict(image=image, text=f"<image>\n{GCG_EVAL_QUESTION}")
         phrases = {p.mask_index: p.text for p in output.phrases if p.mask_index is not None}
-        gcg_masks = {i: np.asarray(m, dtype=bool) for i, m in enumerate(output.masks)}
+        gcg_masks = {i: np.asarray(m, dtype=bool).reshape(image.height, image.width) for i, m in enumerate(output.masks)}
         _upscaled(overlay_masks(image, gcg_masks)).save(staging / "image_gcg.png")
         answers["image"].append({"prompt": "grounded caption", "text": output.text,
                                  "phrases": [phrases.get(i) for i in range(len(gcg_masks))]})  # fmt: skip
