@@ -197,7 +197,10 @@ def test_cli_eval_refcoco(model, tmp_path, capsys):
     assert {"cIoU", "gIoU"} <= set(metrics) and metrics["split"] == "val"
     assert (out / "predictions.json").is_file() and (out / "report.md").is_file()
     assert "refcoco val" in capsys.readouterr().out
-    assert main(["eval", "--benchmark", "refcoco", "--split", "val", "--data-root", str(root), "--out", str(out)]) == 2
+    # without --model the embedded sa2va-tiny is evaluated
+    default = tmp_path / "out_default"
+    assert main(["eval", "--benchmark", "refcoco", "--split", "val", "--data-root", str(root), "--out", str(default)]) == 0
+    assert json.loads((default / "metrics.json").read_text())["count"] == metrics["count"]
 
 
 def test_revos_end_to_end(model, tmp_path):
