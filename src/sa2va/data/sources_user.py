@@ -88,7 +88,8 @@ def _check_mask_spec(spec: Any, what: str, video: bool) -> None:
         raise BadRecord(f'{what} needs "rle" or "polygons" (an image mask; "frames" is for videos).')
 
 
-def _decode_spec(spec: dict[str, Any], height: int, width: int) -> np.ndarray:
+def decode_mask_spec(spec: dict[str, Any], height: int, width: int) -> np.ndarray:
+    """One user-format image mask entry (`{"rle"}` or `{"polygons"}`) → `(height, width)` bool."""
     if "rle" in spec:
         return rle_mask(spec["rle"], height, width)
     return polygons_to_mask(spec["polygons"], height, width)
@@ -212,8 +213,8 @@ class UserDataset:
             if record.image is not None:
                 image = read_image(record.image, where)
                 width, height = image.size
-                masks = [_decode_spec(spec, height, width) for spec in record.masks]
-                regions = np.stack([_decode_spec(s, height, width) for s in record.regions]) if record.regions else None
+                masks = [decode_mask_spec(spec, height, width) for spec in record.masks]
+                regions = np.stack([decode_mask_spec(s, height, width) for s in record.regions]) if record.regions else None
                 return TrainingSample(
                     conversation, image=image, masks=masks, region_masks=regions, source=f"{self.name}:{where}"
                 )
@@ -254,7 +255,7 @@ class UserDataset:
         masks = []
         for spec in record.masks:
             per_frame = [
-                _decode_spec(spec["frames"][i], height, width)
+                decode_mask_spec(spec["frames"][i], height, width)
                 if spec["frames"][i] is not None
                 else np.zeros((height, width), dtype=bool)
                 for i in picked

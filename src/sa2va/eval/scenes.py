@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from sa2va.data.scenes import IMAGE_SIZE
+from sa2va.data.sources_user import decode_mask_spec
 from sa2va.errors import Sa2VAInputError
 from sa2va.eval.benchmarks import Benchmark, EvalItem, PathLike
 from sa2va.eval.metrics import ReferringSegmentationScore, VOSScore, gcg_miou
@@ -39,13 +41,12 @@ def normalise_answer(text: str) -> str:
     return " ".join(_WORDS.findall(text.lower()))
 
 
-def _decode_masks(spec: dict) -> np.ndarray:
-    """A user-format mask entry → `(T, H, W)` bool (`T = 1` for images)."""
+def _decode_masks(spec: dict, height: int, width: int) -> np.ndarray:
+    """A user-format mask entry → `(T, H, W)` bool (`T = 1` for images; `null` video frames are empty)."""
     if "frames" in spec:
-        frames = spec["frames"]
-        shape = next(rle_to_mask(f["rle"]).shape for f in frames if f is not None)
-        return np.stack([rle_to_mask(f["rle"]).astype(bool) if f is not None else np.zeros(shape, bool) for f in frames])
-    return rle_to_mask(spec["rle"]).astype(bool)[None]
+        empty = np.zeros((height, width), bool)
+        return np.stack([decode_mask_spec(f, height, width).astype(bool) if f else empty for f in spec["frames"]])
+    return decode_mask_spec(spec, height, width).astype(bool)[None]
 
 
 class ScenesBenchmark(Benchmark):
@@ -98,7 +99,8 @@ class ScenesBenchmark(Benchmark):
         for record in records:
             row = self._rows[record["row"]]
             predicted = [np.stack([rle_to_mask(f).astype(bool) for f in m]) for m in record["masks"]]
-            truth = [_decode_masks(spec) for spec in row["masks"]]
+            size = predicted[0].shape[-2:] if predicted else (IMAGE_SIZE, IMAGE_SIZE)
+            truth = [_decode_masks(spec, *size) for spec in row["masks"]]
             if row["task"] == "refer":
                 gt = truth[0]
                 pred = np.zeros_like(gt)
