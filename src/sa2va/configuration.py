@@ -158,6 +158,11 @@ class Sa2VAConfig(PreTrainedConfig):
             Qwen-VL processor pixel budget used by the reference.
         num_key_frames (`int`, defaults to 5):
             How many video frames the MLLM sees.
+        multimask_output (`bool`, defaults to `True`):
+            Decode three mask candidates per `[SEG]` prompt (images and video key frames) and keep the one with the
+            highest predicted IoU (the reference), or decode SAM2's single-mask token. Tracked video frames keep
+            SAM2's own rule. A SAM2 trained from scratch by our mask losses, which never train the IoU head, needs
+            `False`: its untrained IoU head keeps switching candidates and training stalls.
         propagation (`str`, defaults to `"sa2va"`):
             Video tracking mode: `"sa2va"` (the reference) or `"sa2va-i"` (see `Sa2VAModel.set_propagator`).
     """
@@ -181,6 +186,7 @@ class Sa2VAConfig(PreTrainedConfig):
     min_pixels: int = 512 * 28 * 28
     max_pixels: int = 2048 * 28 * 28
     num_key_frames: int = 5
+    multimask_output: bool = True
     # "sa2va": the reference (language-prompted key frames, Sa2VA's own SAM2 tracks); "sa2va-i": key-frame masks from
     # Sa2VA, propagated by a separately loaded original SAM2 (`Sa2VAModel.set_propagator`), uniform key frames.
     propagation: str = "sa2va"

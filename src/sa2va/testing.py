@@ -37,7 +37,10 @@ FAMILIES = ("qwen2_5_vl", "qwen3_vl", "internvl", "internvl_llama")
 
 
 # Sizes a tiny model's `options` may set beyond the defaults (see `tiny_config`).
-TINY_OPTIONS = ("text", "vision", "sam2", "mask_decoder", "min_pixels", "max_pixels", "num_key_frames", "max_new_tokens")
+TINY_OPTIONS = (
+    "text", "vision", "sam2", "mask_decoder", "min_pixels", "max_pixels", "num_key_frames", "max_new_tokens",
+    "multimask_output",
+)
 
 
 def tiny_config(
@@ -51,7 +54,7 @@ def tiny_config(
         options: size overrides (Qwen families for `text` / `vision`): `text` and `vision` (see
             `sa2va.testing_parts.tiny_mllm_config`), `sam2` (`Sam2VideoConfig` attributes such as
             `memory_attention_num_layers`), `mask_decoder` (its config's attributes, e.g. `mlp_dim`), and the
-            `Sa2VAConfig` fields `min_pixels`, `max_pixels`, `num_key_frames`, `max_new_tokens`.
+            `Sa2VAConfig` fields `min_pixels`, `max_pixels`, `num_key_frames`, `max_new_tokens`, `multimask_output`.
 
     Raises:
         Sa2VAConfigError: unknown family or option.
@@ -72,7 +75,7 @@ def tiny_config(
                 raise Sa2VAConfigError(f"{type(sub).__name__} has no attribute {key!r}.")
             setattr(sub, key, value)
     template = {"internvl": "qwen_chat", "internvl_llama": "internlm2_chat"}.get(family)
-    fields = {k: options[k] for k in ("min_pixels", "max_pixels", "num_key_frames", "max_new_tokens") if k in options}
+    fields = {k: options[k] for k in TINY_OPTIONS[4:] if k in options}
     config = Sa2VAConfig(
         mllm_config=mllm_config,
         sam2_config=sam2_config,

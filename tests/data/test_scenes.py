@@ -116,6 +116,11 @@ def test_written_training_data_reads_back_as_user_data(tmp_path):
             assert len(sample.masks) == seg_count
     video = dataset[6]
     assert len(video.frames) == 5 and all(m.shape == (5, 128, 128) for m in video.masks)
+    # referring answers name the target right after its [SEG]; videos get as many questions as images
+    first = json.loads((root / "train.jsonl").read_text().splitlines()[6])
+    answers = [turn["assistant"] for turn in first["conversation"]]
+    assert any(answer.startswith("Sure, it is the [SEG] ") for answer in answers)
+    assert sum("[SEG]" not in answer for answer in answers) == 2  # the default qa_turns
     regions = UserDataset(root / "regions.jsonl")
     assert regions[0].region_masks.shape == (1, 128, 128)
     # writing the same scenes again reuses the folder; different scenes are refused

@@ -119,3 +119,38 @@ def test_geometric_prompts_give_one_mask_per_box(sam2_and_features):
         prediction = decode_geometric_prompts(sam2, features.select(0), boxes=boxes)
     size = sam2.prompt_encoder.mask_input_size
     assert prediction.low_res_logits.shape == (1, 2, *size)
+
+
+def test_single_mask_mode_keeps_the_single_mask_token(sam2_and_features):
+    sam2, features = sam2_and_features
+    language = torch.randn(2, 2, 256)
+    seen, handle = capture_decoder_inputs(sam2)
+    try:
+        with torch.no_grad():
+            single = decode_language_prompts(sam2, features, language, multimask=False)
+            sparse = seen["sparse_prompt_embeddings"]
+            masks, iou, _, _ = sam2.mask_decoder(**{**seen, "multimask_output": False})
+    finally:
+        handle.remove()
+    assert seen["multimask_output"] is False and sparse.shape == (2, 2, 3, 256)
+    torch.testing.assert_close(single.low_res_logits, masks[:, :, 0])
+    torch.testing.assert_close(single.iou_scores, iou[:, :, 0])
+
+
+def test_config_multimask_output_reaches_every_language_decode(image):
+    """Images, videos (key frames) and training all decode `[SEG]` prompts the way the config says."""
+    from sa2va.testing import tiny_model
+
+    model = tiny_model("qwen2_5_vl", options={"multimask_output": False})
+    assert model.config.multimask_output is False
+    modes = []
+    handle = model.sam2.mask_decoder.register_forward_pre_hook(
+        lambda module, args, kwargs: modes.append(kwargs["multimask_output"]), with_kwargs=True
+    )
+    try:
+        with teacher_forcing(model, "Sure, [SEG]."):
+            model.predict(image=image, text="<image>\nSegment it.")
+            model.predict(video=[image, image], text="<video>\nSegment it.")
+    finally:
+        handle.remove()
+    assert modes and not any(modes)

@@ -146,3 +146,31 @@ def test_gradient_checkpointing_gives_the_same_losses(tmp_path):
     checkpointed = run(config(tmp_path / "ckpt", max_steps=2, gradient_checkpointing=True))
     for a, b in zip(plain.history, checkpointed.history, strict=True):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
+
+
+def test_sam2_lr_puts_sam2_parameters_in_their_own_group(tmp_path):
+    recipe = TrainRecipe(config(tmp_path, finetune="full", train_sam2="all", sam2_lr=3e-4))
+    recipe.setup(resume=False)
+    groups = recipe.optimizer.param_groups
+    assert [g["initial_lr"] for g in groups] == [1e-3, 3e-4]
+    model = recipe.accelerator.unwrap_model(recipe.model)
+    sam2_ids = {id(p) for p in model.sam2.parameters()}
+    assert all(id(p) not in sam2_ids for p in groups[0]["params"])
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in model.sam2.parameters() if p.requires_grad}
+    recipe.train(until=2)  # mid-schedule: both groups scaled alike
+    assert groups[0]["lr"] / groups[1]["lr"] == pytest.approx(1e-3 / 3e-4)
+    with pytest.raises(Sa2VAConfigError, match="sam2_lr"):
+        config(tmp_path, sam2_lr=0.0).validate()
+
+
+def test_mask_loss_points_are_drawn_by_the_sample_generator_whatever_the_logits_device():
+    """Each sample's CPU generator drives the point draws, also when the logits live on another device (CUDA when
+    training on a GPU; the meta device stands in for it here)."""
+    from sa2va.train.losses import MaskLossConfig, uncertain_points
+
+    logits, loss_config = torch.randn(2, 1, 8, 8), MaskLossConfig(num_points=16)
+    first = uncertain_points(logits, loss_config, torch.Generator().manual_seed(3))
+    second = uncertain_points(logits, loss_config, torch.Generator().manual_seed(3))
+    assert first.shape == (2, 16, 2) and torch.equal(first, second)
+    elsewhere = uncertain_points(logits.to("meta"), loss_config, torch.Generator().manual_seed(3))
+    assert elsewhere.device.type == "meta" and elsewhere.shape == first.shape

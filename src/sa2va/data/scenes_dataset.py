@@ -102,8 +102,10 @@ def referring_answer(obj: SceneObject) -> str:
 
     The `[SEG]` state (the hidden state where `[SEG]` is the input) is the one that predicts the next token, so
     naming the shape there makes the language-model loss itself put the shape's identity into the state that prompts
-    SAM2. A model trained from scratch has no other reason to: "Sure, [SEG]." is followed by a constant "." and its
-    `[SEG]` state stays the same whatever the question (measured: cosine similarity 1.000 across targets).
+    SAM2. A model trained from scratch has no other reason to: with "Sure, [SEG]." (and also with the name written
+    just before the `[SEG]`, "Sure, it is the red circle[SEG].") the projected `[SEG]` states of different targets
+    stayed the same (measured: cosine similarity above 0.9999 after 400 steps), and the mask decoder learnt to ignore
+    them.
     """
     return f"Sure, it is the [SEG] {obj.name}."
 
@@ -112,11 +114,11 @@ def training_record(
     files: _SceneFiles, rng: np.random.Generator, refer_turns: int = 2, qa_turns: int = 2, gcg_share: float = 0.4
 ) -> dict:
     """One conversation about a scene, turns in random order: `refer_turns` referring turns, `qa_turns` questions
-    (one for videos) and, for images, a GCG turn with probability `gcg_share`."""
+    and, for images, a GCG turn with probability `gcg_share`."""
     scene = files.scene
     turns, masks = [], []
     items: list = [("refer", e) for e in _pick_by_kind(rng, referring_expressions(scene), refer_turns)]
-    items += [("qa", q) for q in _pick_by_kind(rng, questions(scene), min(qa_turns, 1) if scene.is_video else qa_turns)]
+    items += [("qa", q) for q in _pick_by_kind(rng, questions(scene), qa_turns)]
     if not scene.is_video and rng.random() < gcg_share:
         items.append(("gcg", None))
     for task, item in (items[i] for i in rng.permutation(len(items))):
@@ -199,7 +201,7 @@ def write_scenes(
     if split == "train" and first + max(num_images, num_videos) > TEST_FIRST_SEED:
         raise Sa2VAInputError(f"training seeds must stay below {TEST_FIRST_SEED} (the held-out scenes).")
     root = Path(root)
-    manifest = {"split": split, "num_images": num_images, "num_videos": num_videos, "first_seed": first, "version": 2,
+    manifest = {"split": split, "num_images": num_images, "num_videos": num_videos, "first_seed": first, "version": 3,
                 **conversation}
     if (root / "scenes.json").is_file():
         if json.loads((root / "scenes.json").read_text()) == manifest:

@@ -202,7 +202,9 @@ class Sa2VAModel(PreTrainedModel):
                 features = encode_images(self.sam2, batch.sam2_pixels[b])  # one pass for the sample's frames
                 fitted = [fit_object_count(prompts, batch.targets[b][:, t], generator=generator)
                           for t in range(num_frames)]
-                decoded = decode_language_prompts(self.sam2, features, torch.stack([p for p, _ in fitted]))
+                decoded = decode_language_prompts(
+                    self.sam2, features, torch.stack([p for p, _ in fitted]), self.config.multimask_output
+                )
                 predicted = decoded.low_res_logits.flatten(0, 1)  # (T * 5, h, w)
                 target = torch.stack([m for _, m in fitted]).flatten(0, 1)
             bce, dice = mask_losses(predicted, target.to(self.device), mask_loss, generator)
@@ -238,7 +240,7 @@ class Sa2VAModel(PreTrainedModel):
         num_frames = pixels.shape[0]
         tracker = Sa2VATracker(
             self.sam2, num_frames, lambda t: pixels[t : t + 1], list(range(min(key_frames, num_frames))),
-            prompts=prompts[:count], window=num_frames,
+            prompts=prompts[:count], window=num_frames, multimask=self.config.multimask_output,
         )
         logits = torch.stack([frame_logits for _, frame_logits in tracker.steps()], dim=1)  # (n, T, h, w)
         return logits.flatten(0, 1), targets[:count].flatten(0, 1)
@@ -529,7 +531,9 @@ class Sa2VAModel(PreTrainedModel):
                     mask[t] = frame_mask
             return masks
         features = request.sam2_features(self)  # one backbone pass, shared by every [SEG]
-        prediction = decode_language_prompts(self.sam2, features, embeddings[None])  # logits: (1, N, S/4, S/4)
+        prediction = decode_language_prompts(  # logits: (1, N, S/4, S/4)
+            self.sam2, features, embeddings[None], self.config.multimask_output
+        )
         width, height = request.frames[0].size
         size = self.config.sam2_image_size
         return [logits_to_masks(prediction.low_res_logits[:, i], (height, width), size).cpu().numpy()
@@ -550,6 +554,7 @@ class Sa2VAModel(PreTrainedModel):
                 load_frame=lambda t: sam2_pixel_values(source.frame(t), size)[None],
                 key_frames=request.key_frames,
                 prompts=embeddings,
+                multimask=self.config.multimask_output,
             )
         with torch.inference_mode():
             for t, logits in tracker.run():
@@ -564,7 +569,9 @@ class Sa2VAModel(PreTrainedModel):
 
         def key_frame_masks(t: int) -> torch.Tensor:  # (N, S_propagator, S_propagator) bool
             features = encode_images(self.sam2, sam2_pixel_values(source.frame(t), size)[None])
-            logits = decode_language_prompts(self.sam2, features, embeddings[None]).low_res_logits[0]
+            logits = decode_language_prompts(
+                self.sam2, features, embeddings[None], self.config.multimask_output
+            ).low_res_logits[0]
             logits = torch.nn.functional.interpolate(
                 logits[:, None].float(), size=(propagator_size, propagator_size), mode="bilinear", align_corners=False
             )

@@ -137,7 +137,7 @@ def decode_masks(
 
 
 def decode_language_prompts(
-    sam2: Sam2VideoModel, features: Sam2ImageFeatures, prompt_embeddings: torch.Tensor
+    sam2: Sam2VideoModel, features: Sam2ImageFeatures, prompt_embeddings: torch.Tensor, multimask: bool = True
 ) -> Sam2Prediction:
     """Decode one mask per language token: sparse = `[not_a_point, not_a_point, language]`.
 
@@ -146,6 +146,7 @@ def decode_language_prompts(
         features: features of `batch` frames.
         prompt_embeddings: `(batch, num_prompts, 256)` projected `[SEG]` states; prompt `j` of frame `b` is decoded
             on frame `b`.
+        multimask: best of three candidates (the reference) or the single-mask token (`Sa2VAConfig.multimask_output`).
 
     Returns:
         Best-of-three logits `(batch, num_prompts, S/4, S/4)` and scores.
@@ -154,7 +155,7 @@ def decode_language_prompts(
     padding = not_a_point_tokens(sam2, batch_size, num_prompts)  # (B, P, 2, C)
     language = prompt_embeddings[:, :, None, :].to(padding.device, padding.dtype)
     sparse = torch.cat([padding, language], dim=2)  # (B, P, 3, C)
-    return decode_masks(sam2, features, sparse)
+    return decode_masks(sam2, features, sparse, multimask=multimask)
 
 
 def decode_geometric_prompts(

@@ -28,17 +28,23 @@ def point_sample(values: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(values, grid, mode="bilinear", align_corners=False)[:, 0, :, 0]
 
 
+def _uniform(shape: tuple[int, ...], device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
+    """Uniform draws from `generator` on its own device (a per-sample CPU generator also drives CUDA training)."""
+    where = generator.device if generator is not None else device
+    return torch.rand(shape, device=where, generator=generator).to(device)
+
+
 def uncertain_points(logits: torch.Tensor, config: MaskLossConfig, generator: torch.Generator | None) -> torch.Tensor:
     """`(N, P, 2)` sampling coordinates, most of them where `(N, 1, h, w)` logits are least certain."""
     n = logits.shape[0]
     num_sampled = int(config.num_points * config.oversample_ratio)
-    coords = torch.rand(n, num_sampled, 2, device=logits.device, generator=generator)
+    coords = _uniform((n, num_sampled, 2), logits.device, generator)
     uncertainty = -point_sample(logits.detach(), coords).abs()  # (N, num_sampled)
     num_important = int(config.importance_sample_ratio * config.num_points)
     top = uncertainty.topk(num_important, dim=1).indices  # (N, k)
     important = torch.gather(coords, 1, top[..., None].expand(-1, -1, 2))
     num_random = config.num_points - num_important
-    random = torch.rand(n, num_random, 2, device=logits.device, generator=generator)
+    random = _uniform((n, num_random, 2), logits.device, generator)
     return torch.cat([important, random], dim=1)
 
 

@@ -70,9 +70,8 @@ class TrainRecipe:
         self.sampler = LengthGroupedSampler(
             self.dataset.modality_lengths, config.batch_size * self.accelerator.num_processes, seed=config.seed
         )
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
-            trainable, lr=config.lr, betas=tuple(config.betas), weight_decay=config.weight_decay
+            self._parameter_groups(), lr=config.lr, betas=tuple(config.betas), weight_decay=config.weight_decay
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
@@ -103,6 +102,16 @@ class TrainRecipe:
             enable = getattr(model.mllm, "activation_checkpointing_enable", None) or model.mllm.gradient_checkpointing_enable
             enable()
         return model.train()
+
+    def _parameter_groups(self) -> list[dict]:
+        """Trainable parameters: SAM2's at `sam2_lr` (when set), everything else at `lr`."""
+        sam2, rest = [], []
+        for name, parameter in self.model.named_parameters():
+            if parameter.requires_grad:
+                (sam2 if name.startswith("sam2.") else rest).append(parameter)
+        sam2_lr = self.config.sam2_lr if self.config.sam2_lr is not None else self.config.lr
+        return [group for group in ({"params": rest, "lr": self.config.lr}, {"params": sam2, "lr": sam2_lr})
+                if group["params"]]
 
     def _setup_data(self):
         from sa2va.data.mixture import build_mixture

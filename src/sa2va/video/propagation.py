@@ -93,6 +93,7 @@ class Sa2VATracker:
         key_frame_masks: Sa2VA-i mode instead of `prompts`: `t -> (num_objects, S, S)` bool masks of key frame `t`,
             propagated by `sam2` with stock SAM2 behaviour.
         num_objects: objects tracked (Sa2VA-i mode, where there are no prompts).
+        multimask: how key frames decode the prompts (`Sa2VAConfig.multimask_output`).
     """
 
     def __init__(
@@ -105,6 +106,7 @@ class Sa2VATracker:
         window: int = 16,
         key_frame_masks: Callable[[int], torch.Tensor] | None = None,
         num_objects: int | None = None,
+        multimask: bool = True,
     ):
         if (prompts is None) == (key_frame_masks is None):
             raise ValueError("give language prompts (Sa2VA) or key-frame masks (Sa2VA-i), not both")
@@ -113,6 +115,7 @@ class Sa2VATracker:
         self.load_frame = load_frame
         self.key_frames = sorted(set(key_frames))
         self.prompts = prompts
+        self.multimask = multimask
         self.key_frame_masks = key_frame_masks
         self.num_objects = prompts.shape[0] if prompts is not None else int(num_objects)
         # Sa2VA's override keeps every mask; a stock SAM2 propagator (Sa2VA-i) blanks objects it thinks are absent
@@ -159,7 +162,7 @@ class Sa2VATracker:
         if self.key_frame_masks is not None:
             return self._mask_key_frame(features, self.key_frame_masks(t))
         image = Sam2ImageFeatures(features.top + self.sam2.no_memory_embedding.reshape(1, -1, 1, 1), features.high_res)
-        prediction = decode_language_prompts(self.sam2, image, self.prompts[None])  # batch 1, prompts = objects
+        prediction = decode_language_prompts(self.sam2, image, self.prompts[None], self.multimask)  # prompts = objects
         prediction = Sam2Prediction(*(x[0] for x in (
             prediction.low_res_logits, prediction.iou_scores, prediction.object_score_logits, prediction.mask_tokens
         )))
