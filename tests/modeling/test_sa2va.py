@@ -22,9 +22,9 @@ class SpyPrompts:
     def __init__(self, monkeypatch):
         self.calls: list[torch.Tensor] = []
 
-        def spy(sam2, features, prompt_embeddings):
+        def spy(sam2, features, prompt_embeddings, *args, **kwargs):
             self.calls.append(prompt_embeddings.clone())
-            return decode_language_prompts(sam2, features, prompt_embeddings)
+            return decode_language_prompts(sam2, features, prompt_embeddings, *args, **kwargs)
 
         monkeypatch.setattr(sa2va_module, "decode_language_prompts", spy)
 
