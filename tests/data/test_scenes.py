@@ -136,3 +136,23 @@ def test_held_out_seeds_never_overlap_training(tmp_path):
     rows = [json.loads(line) for line in (root / "test.jsonl").read_text().splitlines()]
     assert {row["task"] for row in rows} == {"refer", "qa", "gcg"}
     assert all(int(row.get("image", row.get("video")).split("/")[1][:7]) >= TEST_FIRST_SEED for row in rows)
+
+
+def test_name_share_names_referred_shapes_in_full(tmp_path):
+    """With `name_share` most referring questions use the target's full name; the answer still names the target."""
+
+    def referring_turns(root):
+        rows = [json.loads(line) for line in (root / "train.jsonl").read_text().splitlines()]
+        return [t for row in rows for t in row["conversation"] if t["assistant"].startswith("Sure, it is the [SEG] ")]
+
+    def full_share(turns):
+        # "Please segment the red circle in this image." answered "Sure, it is the [SEG] red circle."
+        full = [t for t in turns if f"the {t['assistant'].removeprefix('Sure, it is the [SEG] ')[:-1]}" in t["user"]]
+        return len(full) / len(turns)
+
+    drawn = referring_turns(write_scenes(tmp_path / "a", "train", num_images=40, num_videos=0, progress=False))
+    named = referring_turns(
+        write_scenes(tmp_path / "b", "train", num_images=40, num_videos=0, progress=False, name_share=0.8)
+    )
+    assert len(drawn) == len(named) == 80
+    assert full_share(drawn) < 0.5 < 0.75 < full_share(named)

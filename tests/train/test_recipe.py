@@ -163,6 +163,21 @@ def test_sam2_lr_puts_sam2_parameters_in_their_own_group(tmp_path):
         config(tmp_path, sam2_lr=0.0).validate()
 
 
+def test_language_warmup_steps_train_the_language_loss_only(tmp_path):
+    recipe = TrainRecipe(config(tmp_path, language_warmup_steps=2, weight_decay=0.0))
+    recipe.setup(resume=False)
+    model = recipe.accelerator.unwrap_model(recipe.model)
+    decoder = {k: v.clone() for k, v in model.sam2.mask_decoder.state_dict().items()}
+    recipe.train(until=2)
+    assert all(h["mask_iou"] != h["mask_iou"] and h["mask_bce"] == 0.0 for h in recipe.history)  # nan: no masks
+    assert all(torch.equal(v, model.sam2.mask_decoder.state_dict()[k]) for k, v in decoder.items())
+    recipe.train()
+    assert all(0.0 <= h["mask_iou"] <= 1.0 and h["mask_bce"] > 0 for h in recipe.history[2:])
+    assert not all(torch.equal(v, model.sam2.mask_decoder.state_dict()[k]) for k, v in decoder.items())
+    with pytest.raises(Sa2VAConfigError, match="language_warmup_steps"):
+        config(tmp_path, language_warmup_steps=4).validate()
+
+
 def test_mask_loss_points_are_drawn_by_the_sample_generator_whatever_the_logits_device():
     """Each sample's CPU generator drives the point draws, also when the logits live on another device (CUDA when
     training on a GPU; the meta device stands in for it here)."""

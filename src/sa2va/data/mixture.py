@@ -45,12 +45,12 @@ def _scenes(entry, seed: int):
     """Scenes-world training data: written under `root` in the user format (once), then read as `user` data.
 
     Options: `num_images`, `num_videos`, `first_seed`, the conversation shape (`refer_turns`, `qa_turns`,
-    `gcg_share`: see `sa2va.data.scenes_dataset.training_record`) and the `UserDataset` ones (`num_frames`, ...).
+    `gcg_share`, `name_share`: see `sa2va.data.scenes_dataset.training_record`) and the `UserDataset` ones (`num_frames`, ...).
     """
     from sa2va.data.scenes_dataset import write_scenes
 
     options = dict(entry.options)
-    names = ("num_images", "num_videos", "first_seed", "refer_turns", "qa_turns", "gcg_share")
+    names = ("num_images", "num_videos", "first_seed", "refer_turns", "qa_turns", "gcg_share", "name_share")
     generation = {k: options.pop(k) for k in names if k in options}
     root = write_scenes(entry.root or "data/scenes_train", "train", **generation)
     return sources.UserDataset(root / "train.jsonl", root=root, seed=seed, **options)

@@ -111,13 +111,29 @@ def referring_answer(obj: SceneObject) -> str:
 
 
 def training_record(
-    files: _SceneFiles, rng: np.random.Generator, refer_turns: int = 2, qa_turns: int = 2, gcg_share: float = 0.4
+    files: _SceneFiles,
+    rng: np.random.Generator,
+    refer_turns: int = 2,
+    qa_turns: int = 2,
+    gcg_share: float = 0.4,
+    name_share: float = 0.0,
 ) -> dict:
     """One conversation about a scene, turns in random order: `refer_turns` referring turns, `qa_turns` questions
-    and, for images, a GCG turn with probability `gcg_share`."""
+    and, for images, a GCG turn with probability `gcg_share`.
+
+    Each referring turn names its shape in full ("the red circle") with probability `name_share`, otherwise it uses
+    an expression drawn by kind. Answers name the target, so full names make copying the question right most of
+    the time: with 60 % of them a from-scratch LLM learnt to name every fully named target within 1,200 steps,
+    while with expressions drawn by kind alone it still named the same shape for every question after 3,000.
+    """
     scene = files.scene
     turns, masks = [], []
-    items: list = [("refer", e) for e in _pick_by_kind(rng, referring_expressions(scene), refer_turns)]
+    expressions = _pick_by_kind(rng, referring_expressions(scene), refer_turns)
+    if name_share > 0:
+        named = rng.random(len(expressions)) < name_share
+        expressions = [Expression(f"the {scene.objects[e.target].name}", e.target, "attribute") if full else e
+                       for e, full in zip(expressions, named, strict=True)]
+    items: list = [("refer", e) for e in expressions]
     items += [("qa", q) for q in _pick_by_kind(rng, questions(scene), qa_turns)]
     if not scene.is_video and rng.random() < gcg_share:
         items.append(("gcg", None))
@@ -183,7 +199,7 @@ def write_scenes(
         num_images, num_videos: scenes of each modality.
         first_seed: seed of the first scene (default: 0 for train, :data:`TEST_FIRST_SEED` for test).
         progress: show a progress bar.
-        conversation: `training_record` options (`refer_turns`, `qa_turns`, `gcg_share`).
+        conversation: `training_record` options (`refer_turns`, `qa_turns`, `gcg_share`, `name_share`).
 
     Returns:
         The folder.

@@ -57,6 +57,8 @@ class TrainConfig:
         train_vision: also train the MLLM's vision tower (frozen in the reference; for models trained from scratch).
         train_sam2: `decoder` (the reference: SAM2's mask decoder only, see `train_mask_decoder`) or `all` (the whole
             SAM2, memory included; for models trained from scratch).
+        language_warmup_steps: the first optimiser steps train the language loss only (masks are not decoded); for
+            models trained from scratch, so `[SEG]` states already tell targets apart when SAM2 starts learning.
         video_key_frames: 0 (the reference) decodes every frame of a video sample on its own; `k > 0` runs the
             sample through SAM2's memory as inference does, the first `k` frames prompted by `[SEG]` and the rest
             tracked, so the memory modules learn too (with `train_sam2: all`).
@@ -91,6 +93,7 @@ class TrainConfig:
     train_vision: bool = False
     train_sam2: str = "decoder"
     video_key_frames: int = 0
+    language_warmup_steps: int = 0
     gradient_checkpointing: bool = False
     mixed_precision: str = "auto"
     max_length: int = 8192
@@ -116,6 +119,10 @@ class TrainConfig:
             problems.append(f"finetune must be 'lora' or 'full', got {self.finetune!r}")
         if self.train_sam2 not in ("decoder", "all"):
             problems.append(f"train_sam2 must be 'decoder' or 'all', got {self.train_sam2!r}")
+        if not 0 <= self.language_warmup_steps < self.max_steps:
+            problems.append(
+                f"language_warmup_steps must be in [0, max_steps={self.max_steps}), got {self.language_warmup_steps}"
+            )
         if self.video_key_frames < 0:
             problems.append(f"video_key_frames must be >= 0, got {self.video_key_frames}")
         if self.model_options and not self.model.startswith("tiny:"):

@@ -13,6 +13,7 @@ process with an N-times larger batch, and a resumed run continues exactly where 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -172,6 +173,8 @@ class TrainRecipe:
             totals = {"loss": 0.0, "llm_loss": 0.0, "mask_bce": 0.0, "mask_dice": 0.0, "mask_iou": 0.0}
             for micro in range(config.grad_accum):
                 batch = self._batch(self._global_batch(self.step, micro))
+                if self.step < config.language_warmup_steps:
+                    batch = dataclasses.replace(batch, targets=[None] * batch.num_samples)
                 output = self.model(batch, mask_loss=self.mask_loss, video_key_frames=config.video_key_frames)
                 accelerator.backward(output.loss / config.grad_accum)
                 for key in totals:
