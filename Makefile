@@ -37,7 +37,7 @@ demo: setup
 	HF_HUB_OFFLINE=1 $(VENV)/bin/sa2va demo --out demo_out
 
 lint: setup
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests benchmarks
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
