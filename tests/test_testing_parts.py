@@ -384,3 +384,13 @@ def test_sam2_hiera_large_parameter_count() -> None:
     assert tuple(model.vision_encoder.backbone.pos_embed_window.shape) == (1, 144, 8, 8)
     assert tuple(model.mask_decoder.conv_s0.weight.shape) == (32, 256, 1, 1)
     assert tuple(model.mask_decoder.conv_s1.weight.shape) == (64, 256, 1, 1)
+
+
+@pytest.mark.parametrize("family", QWEN)
+def test_text_rope_theta_option(tokenizers: dict, family: str) -> None:
+    ids = special_token_ids(tokenizers[family])
+    default = tiny_mllm_config(family, len(tokenizers[family]), ids)
+    low = tiny_mllm_config(family, len(tokenizers[family]), ids, text_sizes={"rope_theta": 10.0})
+    assert low.text_config.rope_parameters["rope_theta"] == 10.0
+    assert default.text_config.rope_parameters["rope_theta"] > 1e5
+    assert not hasattr(low.text_config, "rope_theta") or low.text_config.rope_parameters["rope_theta"] == 10.0

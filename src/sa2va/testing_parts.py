@@ -432,8 +432,8 @@ def tiny_mllm_config(
         vocab_size: Rows of the embedding / ``lm_head``; normally ``len(tokenizer)``.
         special_ids: Token → id map (see :func:`special_token_ids`).
         text_sizes: Qwen families: overrides of the text sizes (``hidden_size``, ``intermediate_size``,
-            ``num_hidden_layers``, ``num_attention_heads``, ``num_key_value_heads``); the M-RoPE sections follow the
-            head size.
+            ``num_hidden_layers``, ``num_attention_heads``, ``num_key_value_heads``) and ``rope_theta``; the M-RoPE
+            sections follow the head size.
         vision_sizes: Qwen families: overrides of the vision tower (``depth``, ``hidden_size``,
             ``intermediate_size``, ``num_heads``). Needs ``<|im_end|>``, ``<|endoftext|>`` and, for
             Qwen, ``<|image_pad|>``, ``<|video_pad|>``, ``<|vision_start|>``, ``<|vision_end|>``; for InternVL
@@ -453,6 +453,7 @@ def tiny_mllm_config(
     if (text_sizes or vision_sizes) and family not in QWEN_FAMILIES:
         raise Sa2VAConfigError(f"size overrides are implemented for the Qwen families only, not {family!r}.")
     sizes = {**_TEXT_SIZES, **text_sizes}
+    rope_theta = sizes.pop("rope_theta", None)
     head_dim = sizes["hidden_size"] // sizes["num_attention_heads"]
     if family in QWEN_FAMILIES:
         ids = _require_ids(
@@ -481,7 +482,7 @@ def tiny_mllm_config(
                 # the real model's split of a 128 head: [16, 24, 24] (temporal, height, width) pairs
                 rope_parameters={
                     "rope_type": "default",
-                    "rope_theta": 1000000.0,
+                    "rope_theta": rope_theta or 1000000.0,
                     "mrope_section": [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16],
                 },
             )
@@ -507,7 +508,7 @@ def tiny_mllm_config(
             head_dim=head_dim,
             rope_parameters={
                 "rope_type": "default",
-                "rope_theta": 5000000.0,
+                "rope_theta": rope_theta or 5000000.0,
                 "mrope_section": [head_dim // 4, head_dim // 8, head_dim // 8],
                 "mrope_interleaved": True,
             },
