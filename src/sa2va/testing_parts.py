@@ -453,7 +453,8 @@ def tiny_mllm_config(
     if (text_sizes or vision_sizes) and family not in QWEN_FAMILIES:
         raise Sa2VAConfigError(f"size overrides are implemented for the Qwen families only, not {family!r}.")
     sizes = {**_TEXT_SIZES, **text_sizes}
-    rope_theta = sizes.pop("rope_theta", None)
+    # the real checkpoints' values unless the text options set one
+    rope_theta = sizes.pop("rope_theta", {"qwen2_5_vl": 1000000.0, "qwen3_vl": 5000000.0}.get(family))
     head_dim = sizes["hidden_size"] // sizes["num_attention_heads"]
     if family in QWEN_FAMILIES:
         ids = _require_ids(
@@ -482,7 +483,7 @@ def tiny_mllm_config(
                 # the real model's split of a 128 head: [16, 24, 24] (temporal, height, width) pairs
                 rope_parameters={
                     "rope_type": "default",
-                    "rope_theta": rope_theta or 1000000.0,
+                    "rope_theta": rope_theta,
                     "mrope_section": [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16],
                 },
             )
@@ -508,7 +509,7 @@ def tiny_mllm_config(
             head_dim=head_dim,
             rope_parameters={
                 "rope_type": "default",
-                "rope_theta": rope_theta or 5000000.0,
+                "rope_theta": rope_theta,
                 "mrope_section": [head_dim // 4, head_dim // 8, head_dim // 8],
                 "mrope_interleaved": True,
             },
