@@ -59,6 +59,12 @@ class TrainConfig:
             SAM2, memory included; for models trained from scratch).
         language_warmup_steps: the first optimiser steps train the language loss only (masks are not decoded); for
             models trained from scratch, so `[SEG]` states already tell targets apart when SAM2 starts learning.
+        region_naming_weight: weight of the region-naming loss (`sa2va.train.region_naming`; 0, the reference, turns
+            it off): mask-pooled visual tokens predict the phrase after their `[SEG]`, so a vision tower trained
+            from scratch learns what its masks contain. Qwen families only.
+        vision_warmup_steps: the first optimiser steps train the region-naming loss alone (the vision tower's
+            forward only, no LLM or SAM2: fast steps), so the tower already tells shapes apart when the LLM starts.
+            Needs `region_naming_weight > 0`; counts towards `language_warmup_steps` and `max_steps`.
         video_key_frames: 0 (the reference) decodes every frame of a video sample on its own; `k > 0` runs the
             sample through SAM2's memory as inference does, the first `k` frames prompted by `[SEG]` and the rest
             tracked, so the memory modules learn too (with `train_sam2: all`).
@@ -94,6 +100,8 @@ class TrainConfig:
     train_sam2: str = "decoder"
     video_key_frames: int = 0
     language_warmup_steps: int = 0
+    region_naming_weight: float = 0.0
+    vision_warmup_steps: int = 0
     gradient_checkpointing: bool = False
     mixed_precision: str = "auto"
     max_length: int = 8192
@@ -123,6 +131,12 @@ class TrainConfig:
             problems.append(
                 f"language_warmup_steps must be in [0, max_steps={self.max_steps}), got {self.language_warmup_steps}"
             )
+        if self.region_naming_weight < 0:
+            problems.append(f"region_naming_weight must be >= 0, got {self.region_naming_weight}")
+        if not 0 <= self.vision_warmup_steps < self.max_steps:
+            problems.append(f"vision_warmup_steps must be in [0, max_steps={self.max_steps}), got {self.vision_warmup_steps}")
+        elif self.vision_warmup_steps and self.region_naming_weight <= 0:
+            problems.append("vision_warmup_steps trains the region-naming loss: set region_naming_weight > 0")
         if self.video_key_frames < 0:
             problems.append(f"video_key_frames must be >= 0, got {self.video_key_frames}")
         if self.model_options and not self.model.startswith("tiny:"):

@@ -29,8 +29,10 @@ from tqdm.auto import tqdm
 from sa2va.data.collate import collate, encode_sample
 from sa2va.data.sampling import LengthGroupedSampler
 from sa2va.errors import Sa2VAConfigError
+from sa2va.outputs import Sa2VATrainingOutput
 from sa2va.train.config import TrainConfig
 from sa2va.train.losses import MaskLossConfig
+from sa2va.train.region_naming import phrase_stop_ids, region_naming_loss
 from sa2va.train.trainable import configure_trainable, merge_lora
 
 logger = logging.getLogger(__name__)
@@ -80,6 +82,12 @@ class TrainRecipe:
             config.mask_points, config.mask_oversample, config.mask_importance,
             config.mask_bce_weight, config.mask_dice_weight,
         )
+        self.region_stop_ids = None
+        if config.region_naming_weight > 0:
+            if self.accelerator.unwrap_model(self.model).config.is_internvl:
+                raise Sa2VAConfigError("region_naming_weight is implemented for the Qwen families only (InternVL "
+                                       "tiles have no single grid of visual tokens); set it to 0.")
+            self.region_stop_ids = phrase_stop_ids(self.processor.tokenizer)
         if resume and (Path(config.output_dir) / CHECKPOINT / "state.json").exists():
             self.load_checkpoint(Path(config.output_dir) / CHECKPOINT)
 
@@ -170,15 +178,33 @@ class TrainRecipe:
         writer = self._tensorboard()
         while self.step < last:
             start = time.perf_counter()
-            totals = {"loss": 0.0, "llm_loss": 0.0, "mask_bce": 0.0, "mask_dice": 0.0, "mask_iou": 0.0}
+            totals = {"loss": 0.0, "llm_loss": 0.0, "mask_bce": 0.0, "mask_dice": 0.0, "mask_iou": 0.0,
+                      "region_loss": 0.0}
             for micro in range(config.grad_accum):
                 batch = self._batch(self._global_batch(self.step, micro))
+                masked_batch = batch  # region naming uses the masks during the language warm-up too
                 if self.step < config.language_warmup_steps:
                     batch = dataclasses.replace(batch, targets=[None] * batch.num_samples)
-                output = self.model(batch, mask_loss=self.mask_loss, video_key_frames=config.video_key_frames)
-                accelerator.backward(output.loss / config.grad_accum)
+                region_loss = torch.zeros(())
+                if self.region_stop_ids is not None:
+                    region_loss = region_naming_loss(
+                        accelerator.unwrap_model(self.model), masked_batch, self.region_stop_ids
+                    )
+                if self.step < config.vision_warmup_steps:  # the vision tower alone: no LLM, no SAM2
+                    nothing = torch.tensor(0.0)
+                    output = Sa2VATrainingOutput(nothing, nothing, nothing, nothing, torch.tensor(float("nan")))
+                else:
+                    output = self.model(batch, mask_loss=self.mask_loss, video_key_frames=config.video_key_frames)
+                loss = output.loss + config.region_naming_weight * region_loss
+                accelerator.backward(loss / config.grad_accum)
+                if self.step < config.vision_warmup_steps and accelerator.num_processes > 1:
+                    # this backward did not start from the DDP-wrapped forward, so average the gradients here
+                    for parameter in self.model.parameters():
+                        if parameter.grad is not None:
+                            parameter.grad = accelerator.reduce(parameter.grad, "mean")
+                values = {**vars(output), "loss": loss, "region_loss": region_loss}
                 for key in totals:
-                    value = getattr(output, key).detach().float()
+                    value = values[key].detach().float()
                     totals[key] += float(accelerator.reduce(value.to(accelerator.device), "mean")) / config.grad_accum
             if config.grad_clip > 0:
                 accelerator.clip_grad_norm_(self.model.parameters(), config.grad_clip)
